@@ -1,0 +1,250 @@
+"""Questions as data: each check has a name, points and a function; running them scores a submission.
+
+A check function receives a `Context` and returns the message shown when it passes,
+or raises `CheckFailed` with the message shown when it fails. Student code is only
+ever called through `Context.call`, which turns whatever it raises into a readable
+`StudentCodeError`: the grader itself never crashes on a submission.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import re
+import traceback
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+
+class CheckFailed(Exception):
+    """A check did not pass; the message is written for the student."""
+
+
+class StudentCodeError(CheckFailed):
+    """Student code raised, or returned something of the wrong kind."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """One graded check: `run(ctx)` returns the pass message or raises `CheckFailed`."""
+
+    name: str
+    points: float
+    run: Callable[["Context"], str]
+    hidden: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Question:
+    """A question: the file it lives in, the names students define, and its checks."""
+
+    id: str
+    title: str
+    module: str
+    names: tuple[str, ...]
+    checks: tuple[Check, ...]
+
+    @property
+    def max_score(self) -> float:
+        return float(sum(check.points for check in self.checks))
+
+    @property
+    def filename(self) -> str:
+        return f"{self.module}.py"
+
+
+@dataclasses.dataclass
+class CheckResult:
+    name: str
+    passed: bool
+    points: float
+    max_points: float
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class QuestionResult:
+    question: str
+    title: str
+    checks: list[CheckResult]
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def score(self) -> float:
+        return float(sum(check.points for check in self.checks))
+
+    @property
+    def max_score(self) -> float:
+        return float(sum(check.max_points for check in self.checks))
+
+    @property
+    def passed(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {
+            "question": self.question,
+            "score": self.score,
+            "max_score": self.max_score,
+            "checks": [check.to_dict() for check in self.checks],
+        }
+        if self.meta:
+            data["meta"] = self.meta
+        return data
+
+
+def describe_call(name: str, args: tuple = (), kwargs: Mapping[str, Any] | None = None) -> str:
+    """`build_lenet5(num_classes=7)`: how a call reads in a message."""
+    parts = [_short_repr(a) for a in args]
+    parts += [f"{k}={_short_repr(v)}" for k, v in (kwargs or {}).items()]
+    return f"{name}({', '.join(parts)})"
+
+
+def _short_repr(value: Any) -> str:
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return f"<array {tuple(value.shape)}>"
+    if hasattr(value, "layers") and hasattr(value, "name"):
+        return f"<model '{value.name}'>"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def explain_exception(call: str, error: BaseException, source: str | None = None) -> str:
+    """A one-paragraph account of what student code raised, pointing at its own line."""
+    if isinstance(error, NotImplementedError):
+        return f"`{call}` is not implemented yet: it still raises NotImplementedError. Replace the `raise` line with your code."
+    where = ""
+    frames = traceback.extract_tb(error.__traceback__)
+    student_frames = [f for f in frames if source and Path(f.filename).name == Path(source).name]
+    if student_frames:
+        frame = student_frames[-1]
+        where = f" at {Path(frame.filename).name} line {frame.lineno} (`{(frame.line or '').strip()}`)"
+    detail = _first_meaningful_line(str(error))
+    if len(detail) > 300:
+        detail = detail[:297] + "..."
+    return f"`{call}` raised {type(error).__name__}{where}" + (f": {detail}" if detail else "")
+
+
+def _first_meaningful_line(text: str) -> str:
+    """The line of an error message that says what went wrong (Keras puts a generic line first)."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in text.splitlines()]
+    lines = [line for line in lines if line]
+    if len(lines) > 1 and lines[0].startswith("Exception encountered when calling"):
+        return f"{lines[0]} {lines[1]}"
+    return lines[0] if lines else ""
+
+
+class Context:
+    """What a check sees: the student's objects, the reference's, and a cache shared by the checks."""
+
+    def __init__(
+        self,
+        question: Question,
+        submission: Mapping[str, Any],
+        reference: Mapping[str, Any],
+        *,
+        source: str | None = None,
+        load_error: str | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.question = question
+        self.submission = submission
+        self.reference = reference
+        self.source = source
+        self.load_error = load_error
+        self.options = dict(options or {})
+        self.meta: dict[str, Any] = {}
+        self._cache: dict[Any, Any] = {}
+        self.last_stdout = ""
+
+    def student(self, name: str) -> Any:
+        """The student's object called `name`, or a failure that says it is missing."""
+        if self.load_error:
+            raise StudentCodeError(self.load_error)
+        if name not in self.submission:
+            raise StudentCodeError(
+                f"`{name}` is not defined in {self.question.filename}: keep the name and signature from the stub."
+            )
+        return self.submission[name]
+
+    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Call the student's function `name`, caching the result; its stdout is kept in `last_stdout`."""
+        key = ("student", name, repr(args), repr(sorted(kwargs.items())))
+        if key in self._cache:
+            outcome, value, stdout = self._cache[key]
+        else:
+            function = self.student(name)
+            if not callable(function):
+                raise StudentCodeError(f"`{name}` should be a function, but it is a {type(function).__name__}.")
+            buffer = io.StringIO()
+            try:
+                with contextlib.redirect_stdout(buffer):
+                    value = function(*args, **kwargs)
+                outcome = "ok"
+            except Exception as error:  # student code may raise anything
+                value = explain_exception(describe_call(name, args, kwargs), error, self.source)
+                outcome = "raised"
+            stdout = buffer.getvalue()
+            self._cache[key] = (outcome, value, stdout)
+        self.last_stdout = stdout
+        if outcome == "raised":
+            raise StudentCodeError(value)
+        return value
+
+    def reference_call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Call the reference solution's `name` (cached; its prints are discarded)."""
+        key = ("reference", name, repr(args), repr(sorted(kwargs.items())))
+        if key not in self._cache:
+            with contextlib.redirect_stdout(io.StringIO()):
+                self._cache[key] = self.reference[name](*args, **kwargs)
+        return self._cache[key]
+
+    def cached(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """Compute once per grading run: `compute` may raise `CheckFailed`, which is cached too."""
+        if key not in self._cache:
+            try:
+                self._cache[key] = ("ok", compute())
+            except CheckFailed as failure:
+                self._cache[key] = ("failed", failure)
+        outcome, value = self._cache[key]
+        if outcome == "failed":
+            raise value
+        return value
+
+
+def run_checks(question: Question, context: Context, *, include_hidden: bool = True) -> QuestionResult:
+    """Run every check of `question`; a failure in one never stops the others."""
+    results = []
+    for check in question.checks:
+        if check.hidden and not include_hidden:
+            continue
+        try:
+            message = check.run(context)
+            results.append(CheckResult(check.name, True, float(check.points), float(check.points), message))
+        except CheckFailed as failure:
+            results.append(CheckResult(check.name, False, 0.0, float(check.points), str(failure)))
+        except Exception as error:  # a grader bug must not cost the student the other checks
+            results.append(
+                CheckResult(
+                    check.name,
+                    False,
+                    0.0,
+                    float(check.points),
+                    f"internal grader error ({type(error).__name__}: {error}); please tell your TA.",
+                )
+            )
+    return QuestionResult(question.id, question.title, results, dict(context.meta))
+
+
+def require_type(value: Any, expected: type | tuple[type, ...], call: str, what: str) -> Any:
+    """Fail with a readable message unless `value` is an instance of `expected`."""
+    if isinstance(value, bool) and expected in (int, float, (int, float)):
+        raise StudentCodeError(f"`{call}` returned a bool; it should return {what}.")
+    if not isinstance(value, expected):
+        raise StudentCodeError(f"`{call}` returned {type(value).__name__} ({_short_repr(value)}); it should return {what}.")
+    return value

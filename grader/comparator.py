@@ -1,0 +1,279 @@
+"""Compare a student's Keras model with the reference: layer by layer, semantically.
+
+`trace` runs one forward pass and records every leaf layer that was called, in call
+order, with its output shape and parameter count. It works the same for Sequential,
+functional and subclassed models, nested models included.
+
+`compare_structure` then aligns the *significant* layers of both traces: layers with
+parameters and pooling layers. Layers that change neither shape nor parameters
+(Activation, Dropout, InputLayer), reshapes (Flatten) and padding layers are skipped,
+so equivalent spellings agree: ZeroPadding2D + 'valid' conv and a 'same' conv give the
+same conv output; a 5x5 conv to 1x1x120 and Flatten + Dense(120) both give 120
+features from 48,120 parameters (size-1 axes are ignored when comparing shapes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .checks import CheckFailed, StudentCodeError, explain_exception
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerTrace:
+    """One call of a leaf layer during the traced forward pass."""
+
+    name: str
+    kind: str
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    params: int
+    config: dict[str, Any]
+
+    @property
+    def significant(self) -> bool:
+        return self.params > 0 or "Pooling" in self.kind
+
+    @property
+    def signature(self) -> tuple[tuple[int, ...], int]:
+        return squeeze(self.output_shape), self.params
+
+    @property
+    def is_conv(self) -> bool:
+        return "kernel_size" in self.config
+
+    @property
+    def is_dense(self) -> bool:
+        return "units" in self.config
+
+    def describe(self) -> str:
+        what = self.kind
+        if self.is_conv:
+            what = f"{self.kind} {self.config.get('filters', '')}@{format_kernel(self.config['kernel_size'])}"
+        elif self.is_dense:
+            what = f"Dense {self.config['units']}"
+        return f"{what} -> {format_shape(self.output_shape)}, {self.params:,} parameters"
+
+
+def squeeze(shape: Sequence[int]) -> tuple[int, ...]:
+    """Drop size-1 axes: 1x1x120 and 120 are the same features."""
+    return tuple(int(d) for d in shape if d != 1) or (1,)
+
+
+def format_shape(shape: Sequence[int]) -> str:
+    return "x".join(str(int(d)) for d in shape)
+
+
+def format_kernel(kernel: Any) -> str:
+    if isinstance(kernel, (tuple, list)):
+        return "x".join(str(k) for k in kernel)
+    return f"{kernel}x{kernel}"
+
+
+def _shape_of(value: Any) -> tuple[int, ...] | None:
+    import keras
+
+    for item in keras.tree.flatten(value):
+        if hasattr(item, "shape"):
+            return tuple(int(d) if d is not None else -1 for d in item.shape)
+    return None
+
+
+def _layer_config(layer: Any) -> dict[str, Any]:
+    keys = ("filters", "kernel_size", "strides", "padding", "units", "use_bias", "pool_size", "rate", "activation")
+    try:
+        config = layer.get_config()
+    except Exception:
+        return {}
+    return {k: config[k] for k in keys if k in config}
+
+
+def trace(model: Any, input_shape: Sequence[int], *, batch: int = 2, call: str = "the model") -> list[LayerTrace]:
+    """Run `model` on a random batch in inference mode and record each leaf layer it calls.
+
+    Raises `StudentCodeError` when the model cannot be called on such an input.
+    """
+    import keras
+
+    records: list[LayerTrace] = []
+    depth = [0]
+    original_call = keras.layers.Layer.__call__
+
+    def recording_call(layer, *args, **kwargs):
+        if isinstance(layer, keras.Model):
+            return original_call(layer, *args, **kwargs)
+        depth[0] += 1
+        try:
+            outputs = original_call(layer, *args, **kwargs)
+        finally:
+            depth[0] -= 1
+        if depth[0] == 0:
+            in_shape = _shape_of(args[0] if args else next(iter(kwargs.values()), None))
+            out_shape = _shape_of(outputs)
+            records.append(
+                LayerTrace(
+                    name=layer.name,
+                    kind=type(layer).__name__,
+                    input_shape=tuple(in_shape[1:]) if in_shape else (),
+                    output_shape=tuple(out_shape[1:]) if out_shape else (),
+                    params=int(sum(int(np.prod(w.shape)) for w in layer.weights)),
+                    config=_layer_config(layer),
+                )
+            )
+        return outputs
+
+    sample = np.random.default_rng(0).random((batch, *input_shape), dtype=np.float32)
+    keras.layers.Layer.__call__ = recording_call
+    try:
+        model(sample, training=False)
+    except Exception as error:
+        raise StudentCodeError(
+            explain_exception(f"{call} on an input of shape {(batch, *input_shape)}", error)
+        ) from None
+    finally:
+        keras.layers.Layer.__call__ = original_call
+    return records
+
+
+def significant_layers(layers: Sequence[LayerTrace]) -> list[LayerTrace]:
+    return [layer for layer in layers if layer.significant]
+
+
+def compare_structure(reference: Sequence[LayerTrace], student: Sequence[LayerTrace]) -> str:
+    """Return a pass message, or raise `CheckFailed` naming the first layer that differs."""
+    expected = significant_layers(reference)
+    actual = significant_layers(student)
+    matcher = difflib.SequenceMatcher(None, [l.signature for l in expected], [l.signature for l in actual], autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            continue
+        previous = f"after {expected[i1 - 1].name}" if i1 > 0 else "at the start"
+        if tag == "delete" or (tag == "replace" and len(actual) < len(expected) and (i2 - i1) > (j2 - j1)):
+            missing = expected[i1]
+            found = f"; your model has {_theirs(actual[j1])} there" if j1 < len(actual) else ""
+            raise CheckFailed(
+                f"Missing layer {previous}: the reference has {missing.name} ({missing.describe()}){found}. "
+                f"Your model has {len(actual)} layers with weights or pooling, the reference {len(expected)}."
+            )
+        if tag == "insert" or (tag == "replace" and len(actual) > len(expected) and (j2 - j1) > (i2 - i1)):
+            extra = actual[j1]
+            raise CheckFailed(
+                f"Extra layer {previous}: {_theirs(extra)} has no counterpart in the reference "
+                f"(which continues with {expected[i1].name if i1 < len(expected) else 'nothing'}). "
+                f"Your model has {len(actual)} layers with weights or pooling, the reference {len(expected)}."
+            )
+        raise CheckFailed(describe_difference(expected[i1], actual[j1]))
+    return f"all {len(expected)} layers match ({', '.join(l.name for l in expected)})"
+
+
+def _theirs(layer: LayerTrace) -> str:
+    return f"your layer '{layer.name}' ({layer.describe()})"
+
+
+def describe_difference(expected: LayerTrace, actual: LayerTrace) -> str:
+    """What differs between two aligned layers, and the likely fix."""
+    head = (
+        f"{expected.name} (your layer '{actual.name}') gives {format_shape(actual.output_shape)} "
+        f"with {actual.params:,} parameters, expected {format_shape(expected.output_shape)} "
+        f"with {expected.params:,}"
+    )
+    return f"{head}: {likely_cause(expected, actual)}"
+
+
+def likely_cause(expected: LayerTrace, actual: LayerTrace) -> str:
+    exp_shape, act_shape = squeeze(expected.output_shape), squeeze(actual.output_shape)
+    if expected.is_conv and actual.is_conv:
+        return _conv_cause(expected, actual)
+    if expected.is_dense and actual.is_dense or (exp_shape and len(exp_shape) == 1 and len(act_shape) == 1):
+        units_e, units_a = exp_shape[-1], act_shape[-1]
+        if units_e != units_a:
+            return f"it has {units_a} units, expected {units_e}."
+        return _bias_or_inputs(expected, actual, units_e)
+    if "Pooling" in expected.kind and "Pooling" in actual.kind:
+        return (
+            f"check the pooling window and stride (yours: pool_size={actual.config.get('pool_size')}, "
+            f"strides={actual.config.get('strides')}; expected pool_size={expected.config.get('pool_size')}, "
+            f"strides={expected.config.get('strides')})."
+        )
+    return f"expected a {expected.kind} here, found a {actual.kind}."
+
+
+def _conv_cause(expected: LayerTrace, actual: LayerTrace) -> str:
+    filters_e, filters_a = expected.output_shape[-1], actual.output_shape[-1]
+    if filters_e != filters_a:
+        return f"it has {filters_a} filters, expected {filters_e}."
+    kernel_e, kernel_a = expected.config.get("kernel_size"), actual.config.get("kernel_size")
+    if tuple(kernel_e or ()) != tuple(kernel_a or ()):
+        return f"its kernel is {format_kernel(kernel_a)}, expected {format_kernel(kernel_e)}."
+    spatial_e, spatial_a = expected.output_shape[:-1], actual.output_shape[:-1]
+    if spatial_e != spatial_a:
+        size_in = format_shape(actual.input_shape[:-1])
+        if tuple(actual.config.get("strides", ())) != tuple(expected.config.get("strides", ())):
+            return f"its strides are {actual.config.get('strides')}, expected {expected.config.get('strides')}."
+        if all(a < e for a, e in zip(spatial_a, spatial_e)):
+            padding = actual.config.get("padding")
+            said = f"your Conv2D uses padding='{padding}'" if padding == "valid" else "the output is too small"
+            return (
+                f"{said}; use padding='same' on {size_in} input (or zero-pad the input first) "
+                f"so the output keeps {format_shape(spatial_e)}."
+            )
+        return f"the output is larger than expected: check the padding (yours: padding='{actual.config.get('padding')}')."
+    return _bias_or_inputs(expected, actual, filters_e)
+
+
+def _bias_or_inputs(expected: LayerTrace, actual: LayerTrace, outputs: int) -> str:
+    if actual.params == expected.params - outputs:
+        return "it has no bias: remove use_bias=False (every output channel or unit has one bias)."
+    if actual.params == expected.params + outputs and not expected.config.get("use_bias", True):
+        return "it has a bias where the reference has none (use_bias=False)."
+    fan_in_e = expected.params // outputs - 1
+    fan_in_a = actual.params // outputs - 1
+    return (
+        f"each output sees {fan_in_a:,} inputs instead of {fan_in_e:,}: the layers before it produce "
+        f"a different shape (check the flatten and the padding of earlier layers)."
+    )
+
+
+def call_model_builder(ctx: Any, builder: str, **kwargs: Any) -> Any:
+    """Call the student's model builder and make sure it returned a Keras model."""
+    import keras
+
+    from .checks import describe_call, require_type
+
+    model = ctx.call(builder, **kwargs)
+    return require_type(model, keras.Model, describe_call(builder, (), kwargs), "a keras.Model")
+
+
+def trace_student(ctx: Any, builder: str, shape: Sequence[int], **kwargs: Any) -> list[LayerTrace]:
+    """Build the student's model with `kwargs` and trace it on inputs of `shape` (cached per context)."""
+
+    def compute() -> list[LayerTrace]:
+        from .checks import describe_call
+
+        model = call_model_builder(ctx, builder, **kwargs)
+        return trace(model, shape, call=f"the model from {describe_call(builder, (), kwargs)}")
+
+    return ctx.cached(("trace-student", builder, tuple(shape), repr(sorted(kwargs.items()))), compute)
+
+
+def trace_reference(ctx: Any, builder: str, shape: Sequence[int], **kwargs: Any) -> list[LayerTrace]:
+    """Trace the reference model built with `kwargs` on inputs of `shape` (cached per context)."""
+    return ctx.cached(
+        ("trace-reference", builder, tuple(shape), repr(sorted(kwargs.items()))),
+        lambda: trace(ctx.reference_call(builder, **kwargs), shape),
+    )
+
+
+def total_params(layers: Sequence[LayerTrace]) -> int:
+    return sum(layer.params for layer in layers)
+
+
+def ensure(condition: bool, message: str) -> None:
+    """Raise `CheckFailed(message)` unless `condition` holds."""
+    if not condition:
+        raise CheckFailed(message)

@@ -1,0 +1,62 @@
+"""Grade a question: load the submission and the reference, run the checks quietly."""
+
+from __future__ import annotations
+
+import collections
+import functools
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .checks import Context, Question, QuestionResult, run_checks
+from .paths import solutions_dir
+from .quiet import captured_stderr, import_keras
+from .submission import load_module
+
+
+@functools.lru_cache(maxsize=1)
+def _reference_modules() -> tuple[Mapping[str, Any], ...]:
+    from .questions import QUESTIONS
+
+    namespaces = []
+    for question in QUESTIONS.values():
+        loaded = load_module(solutions_dir(), question)
+        if loaded.error:
+            raise RuntimeError(f"the reference solution is broken: {loaded.error}")
+        namespaces.append(loaded.namespace)
+    return tuple(namespaces)
+
+
+def reference_namespace(question: Question) -> Mapping[str, Any]:
+    """The reference solutions' names, the question's own module first (other modules' builders are reachable too)."""
+    modules = _reference_modules()
+    own = [ns for ns in modules if Path(ns.get("__file__", "")).stem == question.module]
+    return collections.ChainMap(*own, *modules)
+
+
+def grade_namespace(
+    question: Question,
+    namespace: Mapping[str, Any],
+    *,
+    source: str | None = None,
+    load_error: str | None = None,
+    include_hidden: bool = True,
+    options: Mapping[str, Any] | None = None,
+) -> QuestionResult:
+    """Run `question`'s checks on the objects in `namespace`."""
+    keras = import_keras()
+    with captured_stderr():
+        keras.utils.set_random_seed(0)
+        reference = reference_namespace(question)
+        context = Context(question, namespace, reference, source=source, load_error=load_error, options=options)
+        result = run_checks(question, context, include_hidden=include_hidden)
+        keras.backend.clear_session()
+    return result
+
+
+def grade_folder(question: Question, folder: Path, **kwargs: Any) -> QuestionResult:
+    """Grade the file of `question` found in the submission `folder`."""
+    import_keras()
+    with captured_stderr():
+        loaded = load_module(folder, question)
+    return grade_namespace(question, loaded.namespace, source=str(loaded.path), load_error=loaded.error, **kwargs)

@@ -1,0 +1,19 @@
+"""The question registry: one module per question, in course order."""
+
+from __future__ import annotations
+
+from ..checks import Question
+from . import q1_lenet, q4_alexnet, q5_params, q6_dropout
+
+QUESTIONS: dict[str, Question] = {
+    module.QUESTION.id: module.QUESTION for module in (q1_lenet, q4_alexnet, q5_params, q6_dropout)
+}
+
+
+def get_question(question_id: str) -> Question:
+    """The question called `question_id` ('q1', 'Q1' and '1' all work)."""
+    key = question_id.lower()
+    key = key if key.startswith("q") else f"q{key}"
+    if key not in QUESTIONS:
+        raise KeyError(f"unknown question '{question_id}'; the questions are {', '.join(QUESTIONS)}")
+    return QUESTIONS[key]

@@ -1,0 +1,163 @@
+"""q4 — AlexNet (the course's torchvision layout) and its layer output shapes.
+
+Expected figures come from the reference `solutions/q4_alexnet.py`: for a 224x224x3 input
+55x55x64, 27x27x64, 27x27x192, 13x13x192, 13x13x384, 13x13x256, 13x13x256, 6x6x256,
+then 9216 -> 4096 -> 4096 -> 1000, with 61,100,840 parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..checks import Check, CheckFailed, Context, Question, StudentCodeError, describe_call
+from ..comparator import LayerTrace, compare_structure, ensure, format_shape, trace_reference, trace_student
+from .alexnet_slips import known_alexnet_totals
+from .common import check_output_units, check_total_params
+
+BUILDER = "build_alexnet"
+SHAPES = "layer_output_shapes"
+INPUT_SHAPE = (224, 224, 3)
+OTHER_CLASSES = 10
+OTHER_DROPOUT = 0.3
+
+
+def builds_a_model(ctx: Context) -> str:
+    from ..comparator import call_model_builder
+
+    model = call_model_builder(ctx, BUILDER)
+    return f"{BUILDER}() returns a {type(model).__name__}"
+
+
+def layer_shapes_match(ctx: Context) -> str:
+    return compare_structure(trace_reference(ctx, BUILDER, INPUT_SHAPE), trace_student(ctx, BUILDER, INPUT_SHAPE))
+
+
+def parameter_count(ctx: Context) -> str:
+    return check_total_params(
+        ctx, BUILDER, INPUT_SHAPE, known_totals=known_alexnet_totals(),
+        hint="compare each layer's count with (kh*kw*in + 1) x out for convs and (in + 1) x out for dense layers",
+    )
+
+
+def num_classes_is_used(ctx: Context) -> str:
+    return check_output_units(ctx, BUILDER, INPUT_SHAPE, num_classes=OTHER_CLASSES)
+
+
+def _dropouts(layers: list[LayerTrace]) -> list[tuple[float, int]]:
+    """(rate, index of the next significant layer) for each Dropout called."""
+    found, significant_seen = [], 0
+    for layer in layers:
+        if layer.significant:
+            significant_seen += 1
+        elif "Dropout" in layer.kind:
+            found.append((float(layer.config.get("rate", float("nan"))), significant_seen))
+    return found
+
+
+def dropout_is_used(ctx: Context) -> str:
+    reference = _dropouts(trace_reference(ctx, BUILDER, INPUT_SHAPE, dropout=OTHER_DROPOUT))
+    student_layers = trace_student(ctx, BUILDER, INPUT_SHAPE, dropout=OTHER_DROPOUT)
+    student = _dropouts(student_layers)
+    ensure(
+        len(student) == len(reference),
+        f"Your AlexNet has {len(student)} Dropout layers, expected {len(reference)}: one before each of the two "
+        "4096-unit Dense layers, none in the convolutional part.",
+    )
+    rates = sorted({rate for rate, _ in student})
+    ensure(
+        all(np.isclose(rate, OTHER_DROPOUT) for rate, _ in student),
+        f"With dropout={OTHER_DROPOUT} your Dropout layers use rate {rates}: pass the dropout argument to keras.layers.Dropout.",
+    )
+    significant = [layer for layer in student_layers if layer.significant]
+    for (_, expected_at), (_, actual_at) in zip(reference, student):
+        if expected_at != actual_at:
+            before = significant[actual_at].name if actual_at < len(significant) else "the end"
+            raise CheckFailed(
+                f"A Dropout layer sits before your layer '{before}': in AlexNet dropout goes only in the classifier, "
+                "right before each of the two 4096-unit Dense layers."
+            )
+    return f"{len(student)} Dropout layers at rate {OTHER_DROPOUT}, in the classifier"
+
+
+def true_layer_shapes(model: Any, input_shape: tuple[int, ...]) -> list[tuple[str, tuple[int, ...]]]:
+    """What `layer_output_shapes` should return: each layer of a Sequential run on one sample."""
+    x = np.random.default_rng(1).random((1, *input_shape), dtype=np.float32)
+    shapes = []
+    for layer in model.layers:
+        x = layer(x, training=False) if "training" in layer._call_signature.parameters else layer(x)
+        shapes.append((layer.name, tuple(int(d) for d in x.shape)))
+    return shapes
+
+
+def _check_reported_shapes(ctx: Context, model: Any, input_shape: tuple[int, ...], label: str) -> str:
+    call = describe_call(SHAPES, (model,), {"input_shape": input_shape})
+    result = ctx.call(SHAPES, model, input_shape=input_shape)
+    printed = ctx.last_stdout
+    if not isinstance(result, (list, tuple)):
+        raise StudentCodeError(f"`{call}` returned {type(result).__name__}; it should return a list of (layer_name, shape) tuples.")
+    expected = true_layer_shapes(model, input_shape)
+    try:
+        actual = [(str(name), tuple(int(d) for d in shape)) for name, shape in result]
+    except (TypeError, ValueError):
+        raise StudentCodeError(
+            f"`{call}` should return (layer_name, shape) pairs such as ('conv2d', (1, 55, 55, 64)); got {str(result)[:120]}."
+        ) from None
+    ensure(
+        len(actual) == len(expected),
+        f"On {label}, `{SHAPES}` returned {len(actual)} entries; the model has {len(expected)} layers (one entry per layer, in order).",
+    )
+    for (name_a, shape_a), (name_e, shape_e) in zip(actual, expected):
+        ensure(name_a == name_e, f"On {label}, entry '{name_a}' should be layer '{name_e}': use each layer's .name, in model.layers order.")
+        ensure(
+            shape_a == shape_e,
+            f"On {label}, layer '{name_e}' should report {shape_e} (batch of 1 included), not {shape_a}: "
+            "feed the output of each layer into the next one.",
+        )
+    missing = [name for name, _ in expected if name not in printed]
+    ensure(not missing, f"`{SHAPES}` should also print each layer's name and shape; not printed: {', '.join(missing[:3])}.")
+    return f"{len(expected)} layers on {label}, printed and returned"
+
+
+def shapes_of_alexnet(ctx: Context) -> str:
+    model = ctx.reference_call(BUILDER)
+    return _check_reported_shapes(ctx, model, INPUT_SHAPE, "the reference AlexNet")
+
+
+def shapes_of_hidden_model(ctx: Context) -> str:
+    import keras
+
+    def build() -> Any:
+        keras.utils.set_random_seed(3)
+        return keras.Sequential(
+            [
+                keras.Input((40, 30, 2)),
+                keras.layers.Conv2D(5, 3, strides=2, name="probe_conv"),
+                keras.layers.BatchNormalization(name="probe_norm"),
+                keras.layers.MaxPooling2D(2, name="probe_pool"),
+                keras.layers.Flatten(name="probe_flatten"),
+                keras.layers.Dense(11, name="probe_dense"),
+            ],
+            name="probe",
+        )
+
+    model = ctx.cached("hidden-sequential", build)
+    return _check_reported_shapes(ctx, model, (40, 30, 2), "another Sequential model")
+
+
+QUESTION = Question(
+    id="q4",
+    title="AlexNet layer shapes",
+    module="q4_alexnet",
+    names=(BUILDER, SHAPES),
+    checks=(
+        Check("builds a keras.Model", 1, builds_a_model),
+        Check("layer output shapes match AlexNet", 3, layer_shapes_match),
+        Check("parameter count", 2, parameter_count),
+        Check("num_classes is honoured", 1, num_classes_is_used),
+        Check("dropout argument, classifier only", 1, dropout_is_used),
+        Check("layer_output_shapes on AlexNet", 1, shapes_of_alexnet),
+        Check("layer_output_shapes on another model", 1, shapes_of_hidden_model, hidden=True),
+    ),
+)

@@ -1,0 +1,180 @@
+"""q5 — counting parameters by hand and by walking a model's layers.
+
+Every expected value is Keras's own count (`count_params()` of a freshly built layer or
+model), so the reference `solutions/q5_params.py` and the students are held to the same
+oracle; the reference AlexNet has 61,100,840 parameters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from ..checks import Check, CheckFailed, Context, Question, describe_call, require_type
+from ..comparator import ensure
+from .alexnet_slips import known_alexnet_totals
+
+CONV = "conv2d_params"
+DENSE = "dense_params"
+COUNT = "count_parameters"
+
+CONV_CASES = [
+    ((3, 64, 11), {}),
+    ((64, 192, 5), {}),
+    ((3, 6, (5, 3)), {}),
+    ((16, 32, 3), {"use_bias": False}),
+]
+DENSE_CASES = [((9216, 4096), {}), ((84, 10), {}), ((120, 84), {"use_bias": False})]
+
+
+def keras_conv_params(in_channels: int, out_channels: int, kernel_size: Any, use_bias: bool = True) -> int:
+    import keras
+
+    layer = keras.layers.Conv2D(out_channels, kernel_size, use_bias=use_bias)
+    layer.build((None, 32, 32, in_channels))
+    return int(layer.count_params())
+
+
+def keras_dense_params(in_features: int, out_features: int, use_bias: bool = True) -> int:
+    import keras
+
+    layer = keras.layers.Dense(out_features, use_bias=use_bias)
+    layer.build((None, in_features))
+    return int(layer.count_params())
+
+
+def _check_formula(ctx: Context, name: str, cases, oracle, bias_of) -> str:
+    for args, kwargs in cases:
+        call = describe_call(name, args, kwargs)
+        value = require_type(ctx.call(name, *args, **kwargs), int, call, "an int")
+        expected = oracle(*args, **kwargs)
+        if value != expected:
+            use_bias = kwargs.get("use_bias", True)
+            if use_bias and value == expected - bias_of(args):
+                hint = " You left out the biases: one per output channel or unit."
+            elif not use_bias and value == expected + bias_of(args):
+                hint = " With use_bias=False there are no biases to add."
+            else:
+                hint = ""
+            raise CheckFailed(f"`{call}` returned {value:,}, expected {expected:,}.{hint}")
+    return f"{len(cases)} cases agree with Keras"
+
+
+def conv_formula(ctx: Context) -> str:
+    return _check_formula(ctx, CONV, CONV_CASES, keras_conv_params, lambda args: args[1])
+
+
+def dense_formula(ctx: Context) -> str:
+    return _check_formula(ctx, DENSE, DENSE_CASES, keras_dense_params, lambda args: args[1])
+
+
+def _count(ctx: Context, model: Any, label: str) -> int:
+    call = describe_call(COUNT, (model,))
+    value = require_type(ctx.call(COUNT, model), int, call, "an int")
+    return value
+
+
+def count_alexnet(ctx: Context) -> str:
+    model = ctx.reference_call("build_alexnet")
+    expected = int(model.count_params())
+    actual = _count(ctx, model, "AlexNet")
+    if actual != expected:
+        known = known_alexnet_totals().get(actual, "Sum the sizes of every weight tensor of every layer.")
+        raise CheckFailed(f"`{COUNT}` on the reference AlexNet returned {actual:,}, expected {expected:,}. {known}")
+    return f"{actual:,} parameters in AlexNet"
+
+
+def hidden_models() -> list[tuple[str, Any, str]]:
+    """Models that a hard-coded or trainable-only count gets wrong, each with its likely cause."""
+    import keras
+
+    inner = keras.Sequential([keras.Input((8,)), keras.layers.Dense(6), keras.layers.Dense(4)], name="inner")
+    inputs = keras.Input((12, 12, 3))
+    x = keras.layers.Conv2D(4, 3, use_bias=False)(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dense(8)(x)
+    outputs = inner(x)
+    return [
+        (
+            "a model with BatchNormalization",
+            keras.Sequential([keras.Input((10,)), keras.layers.Dense(5), keras.layers.BatchNormalization(), keras.layers.Dense(3)]),
+            "BatchNormalization has 4 weights per channel: gamma and beta (trainable) and the moving mean and variance (non-trainable, but parameters all the same).",
+        ),
+        (
+            "a model with use_bias=False",
+            keras.Sequential([keras.Input((9, 9, 2)), keras.layers.Conv2D(3, 3, use_bias=False), keras.layers.Flatten(), keras.layers.Dense(2, use_bias=False)]),
+            "layers built with use_bias=False have no bias weights: count the weights the layer actually has.",
+        ),
+        (
+            "a model nested inside another",
+            keras.Model(inputs, outputs),
+            "a nested model is itself a layer: count its layers' weights too (or simply every weight the layer holds).",
+        ),
+    ]
+
+
+def count_hidden_models(ctx: Context) -> str:
+    models = ctx.cached("q5-hidden-models", hidden_models)
+    for label, model, cause in models:
+        expected = int(model.count_params())
+        actual = _count(ctx, model, label)
+        ensure(actual == expected, f"`{COUNT}` on {label} returned {actual:,}, expected {expected:,}: {cause}")
+    return f"right on {len(models)} more models"
+
+
+@contextlib.contextmanager
+def count_params_watched() -> Iterator[list[str]]:
+    """Record calls to Keras's own `count_params` while the block runs."""
+    import keras
+
+    calls: list[str] = []
+    originals = {cls: cls.__dict__.get("count_params") for cls in (keras.layers.Layer, keras.Model)}
+
+    def watched(self):
+        calls.append(type(self).__name__)
+        return 0
+
+    for cls in originals:
+        cls.count_params = watched
+    try:
+        yield calls
+    finally:
+        for cls, original in originals.items():
+            if original is None:
+                del cls.count_params
+            else:
+                cls.count_params = original
+
+
+def counts_by_walking(ctx: Context) -> str:
+    model = ctx.reference_call("build_lenet5")
+    function = ctx.student(COUNT)
+    with count_params_watched() as calls:
+        try:
+            with contextlib.redirect_stdout(None):
+                function(model)
+        except Exception:
+            pass  # other checks report errors; this one only looks for count_params
+    ensure(
+        not calls,
+        f"`{COUNT}` calls count_params() on a {calls[0] if calls else ''}: the exercise is to add up the "
+        "weights yourself (walk model.layers and each layer's weights, multiplying out their shapes).",
+    )
+    return "adds up the weights itself"
+
+
+QUESTION = Question(
+    id="q5",
+    title="Counting parameters",
+    module="q5_params",
+    names=(CONV, DENSE, COUNT),
+    checks=(
+        Check("conv2d_params formula", 2, conv_formula),
+        Check("dense_params formula", 2, dense_formula),
+        Check("count_parameters on AlexNet", 2, count_alexnet),
+        Check("count_parameters on other models", 3, count_hidden_models, hidden=True),
+        Check("count_parameters walks the layers", 1, counts_by_walking),
+    ),
+)

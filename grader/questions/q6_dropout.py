@@ -1,0 +1,86 @@
+"""q6 — why AlexNet drops out only in its classifier.
+
+The share of parameters in Dense layers is computed from the reference AlexNet
+(`solutions/q4_alexnet.py`): 58,631,144 of 61,100,840, i.e. 0.9596. The written answer is
+graded by hand; the grader only checks that one was given.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..checks import Check, CheckFailed, Context, Question, describe_call, require_type
+from ..comparator import ensure
+
+FRACTION = "classifier_parameter_fraction"
+ANSWER = "ANSWER"
+MIN_WORDS = 20
+TOLERANCE = 1e-3
+
+
+def dense_fraction(model: Any) -> float:
+    """The true share of `model`'s parameters held by Dense layers (nested models included)."""
+    import keras
+
+    def layers(m):
+        for layer in m.layers:
+            if isinstance(layer, keras.Model):
+                yield from layers(layer)
+            else:
+                yield layer
+
+    dense = sum(layer.count_params() for layer in layers(model) if isinstance(layer, keras.layers.Dense))
+    return dense / model.count_params()
+
+
+def _check_fraction(ctx: Context, model: Any, label: str) -> str:
+    call = describe_call(FRACTION, (model,))
+    value = require_type(ctx.call(FRACTION, model), (float, int), call, "a float between 0 and 1")
+    expected = dense_fraction(model)
+    if abs(value - expected) > TOLERANCE:
+        hint = ""
+        if abs(value - 100 * expected) < 100 * TOLERANCE:
+            hint = " Return a fraction, not a percentage."
+        elif abs(value - (1 - expected)) < TOLERANCE:
+            hint = " That is the convolutional layers' share; the question asks for the Dense layers'."
+        raise CheckFailed(f"On {label} `{FRACTION}` returned {value:.4f}, expected {expected:.4f}.{hint}")
+    return f"{value:.4f} on {label}"
+
+
+def fraction_of_alexnet(ctx: Context) -> str:
+    return _check_fraction(ctx, ctx.reference_call("build_alexnet"), "the reference AlexNet")
+
+
+def fraction_of_lenet(ctx: Context) -> str:
+    return _check_fraction(ctx, ctx.reference_call("build_lenet5", num_classes=5), "a LeNet-5")
+
+
+def stub_answer() -> str:
+    """The placeholder that the shipped stub assigns to ANSWER."""
+    from ..paths import exercises_dir
+    from ..submission import load_module
+
+    value = load_module(exercises_dir(), QUESTION).namespace.get(ANSWER, "")
+    return value if isinstance(value, str) else ""
+
+
+def written_answer(ctx: Context) -> str:
+    answer = ctx.student(ANSWER)
+    ensure(isinstance(answer, str), f"{ANSWER} should be a string with your explanation, not a {type(answer).__name__}.")
+    ensure(answer.strip() not in ("", stub_answer().strip()), f"{ANSWER} is still the stub: write your explanation in {ctx.question.filename}.")
+    words = len(answer.split())
+    ensure(words >= MIN_WORDS, f"{ANSWER} has {words} words; explain in at least {MIN_WORDS} (it is graded by hand).")
+    return f"{words} words (graded by hand)"
+
+
+QUESTION = Question(
+    id="q6",
+    title="Dropout only in the classifier",
+    module="q6_dropout",
+    names=(FRACTION, ANSWER),
+    checks=(
+        Check("classifier parameter fraction of AlexNet", 2, fraction_of_alexnet),
+        Check("classifier parameter fraction of another model", 1, fraction_of_lenet, hidden=True),
+        Check("written answer given", 2, written_answer),
+    ),
+)
