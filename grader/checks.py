@@ -130,6 +130,19 @@ def explain_exception(call: str, error: BaseException, source: str | None = None
     return f"`{call}` raised {type(error).__name__}{where}" + (f": {detail}" if detail else "")
 
 
+def _call_key(args: tuple, kwargs: Mapping[str, Any]) -> tuple:
+    """A cache key for a call: values for plain data, identities for models and arrays."""
+
+    def token(value: Any) -> Any:
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return repr(value)
+        if isinstance(value, (tuple, list)):
+            return (type(value).__name__, tuple(token(v) for v in value))
+        return ("id", id(value))
+
+    return tuple(token(a) for a in args), tuple((k, token(v)) for k, v in sorted(kwargs.items()))
+
+
 def _first_meaningful_line(text: str) -> str:
     """The line of an error message that says what went wrong (Keras puts a generic line first)."""
     lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in text.splitlines()]
@@ -174,9 +187,9 @@ class Context:
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Call the student's function `name`, caching the result; its stdout is kept in `last_stdout`."""
-        key = ("student", name, repr(args), repr(sorted(kwargs.items())))
+        key = ("student", name, _call_key(args, kwargs))
         if key in self._cache:
-            outcome, value, stdout = self._cache[key]
+            outcome, value, stdout, _ = self._cache[key]
         else:
             function = self.student(name)
             if not callable(function):
@@ -190,7 +203,7 @@ class Context:
                 value = explain_exception(describe_call(name, args, kwargs), error, self.source)
                 outcome = "raised"
             stdout = buffer.getvalue()
-            self._cache[key] = (outcome, value, stdout)
+            self._cache[key] = (outcome, value, stdout, (args, kwargs))  # keeps the arguments alive: ids stay unique
         self.last_stdout = stdout
         if outcome == "raised":
             raise StudentCodeError(value)
@@ -198,11 +211,11 @@ class Context:
 
     def reference_call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Call the reference solution's `name` (cached; its prints are discarded)."""
-        key = ("reference", name, repr(args), repr(sorted(kwargs.items())))
+        key = ("reference", name, _call_key(args, kwargs))
         if key not in self._cache:
             with contextlib.redirect_stdout(io.StringIO()):
-                self._cache[key] = self.reference[name](*args, **kwargs)
-        return self._cache[key]
+                self._cache[key] = (self.reference[name](*args, **kwargs), (args, kwargs))
+        return self._cache[key][0]
 
     def cached(self, key: Any, compute: Callable[[], Any]) -> Any:
         """Compute once per grading run: `compute` may raise `CheckFailed`, which is cached too."""

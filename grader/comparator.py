@@ -212,18 +212,34 @@ def _conv_cause(expected: LayerTrace, actual: LayerTrace) -> str:
         return f"its kernel is {format_kernel(kernel_a)}, expected {format_kernel(kernel_e)}."
     spatial_e, spatial_a = expected.output_shape[:-1], actual.output_shape[:-1]
     if spatial_e != spatial_a:
-        size_in = format_shape(actual.input_shape[:-1])
         if tuple(actual.config.get("strides", ())) != tuple(expected.config.get("strides", ())):
             return f"its strides are {actual.config.get('strides')}, expected {expected.config.get('strides')}."
-        if all(a < e for a, e in zip(spatial_a, spatial_e)):
-            padding = actual.config.get("padding")
-            said = f"your Conv2D uses padding='{padding}'" if padding == "valid" else "the output is too small"
-            return (
-                f"{said}; use padding='same' on {size_in} input (or zero-pad the input first) "
-                f"so the output keeps {format_shape(spatial_e)}."
-            )
-        return f"the output is larger than expected: check the padding (yours: padding='{actual.config.get('padding')}')."
+        padding = actual.config.get("padding")
+        return f"{_padding_hint(actual, spatial_e)} (yours: padding='{padding}')."
     return _bias_or_inputs(expected, actual, filters_e)
+
+
+def _padding_hint(actual: LayerTrace, spatial_expected: Sequence[int]) -> str:
+    """How to pad the input of a conv so that it gives `spatial_expected`."""
+    kernel = actual.config.get("kernel_size", (1, 1))
+    strides = actual.config.get("strides", (1, 1))
+    inputs = actual.input_shape[:-1]
+    same = all(-(-w // s) == o for w, s, o in zip(inputs, strides, spatial_expected))
+    size_in = format_shape(inputs)
+    if same:
+        return f"use padding='same' on {size_in} input (or zero-pad the input first) so the output is {format_shape(spatial_expected)}"
+    pads = []
+    for w, k, s, o in zip(inputs, kernel, strides, spatial_expected):
+        low, high = (o - 1) * s + k - w, o * s + k - w - 1  # total padding that floors to o
+        even = [p for p in range(max(low, 0), high + 1) if p % 2 == 0]
+        pads.append(even[0] // 2 if even else None)
+    if None not in pads and len(set(pads)) == 1 and pads[0] > 0:
+        return (
+            f"on {size_in} input it needs {pads[0]} pixels of zero padding on each side: put "
+            f"keras.layers.ZeroPadding2D({pads[0]}) before it and keep padding='valid' "
+            f"(padding='same' would not give {format_shape(spatial_expected)} here)"
+        )
+    return f"check the padding and strides: the output should be {format_shape(spatial_expected)}"
 
 
 def _bias_or_inputs(expected: LayerTrace, actual: LayerTrace, outputs: int) -> str:

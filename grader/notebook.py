@@ -2,11 +2,80 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import io
+from collections.abc import Collection
 from typing import Any
 
+from .checks import CheckResult, Question, QuestionResult
 from .quiet import silence_frameworks
+
+# Switched on by `grading_time()` in the hidden part of an nbgrader test cell: every later
+# `check` also runs the hidden checks and reports them without names or messages.
+_GRADING_TIME = False
+
+
+def grading_time() -> None:
+    """Run hidden checks from now on, reporting only whether each passed (nbgrader autograde)."""
+    global _GRADING_TIME
+    _GRADING_TIME = True
+
+
+class _Probe(Exception):
+    """Raised by `_ProbeContext` at a check's first access; carries the student name asked for."""
+
+    def __init__(self, name: str | None) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+class _ProbeContext:
+    """A context that stops a check at its first access, to see what it reads first."""
+
+    def __init__(self, question: Question) -> None:
+        self.question = question
+        self.options: dict[str, Any] = {}
+        self.meta: dict[str, Any] = {}
+
+    def student(self, name: str) -> Any:
+        raise _Probe(name)
+
+    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        raise _Probe(name)
+
+    def reference_call(self, *args: Any, **kwargs: Any) -> Any:
+        raise _Probe(None)
+
+    def cached(self, *args: Any, **kwargs: Any) -> Any:
+        raise _Probe(None)
+
+
+def checks_graded_by_hand(question: Question, names: Collection[str]) -> tuple[str, ...]:
+    """The checks of `question` that start by reading one of `names` (a written answer graded by hand)."""
+    found = []
+    for check in question.checks:
+        try:
+            check.run(_ProbeContext(question))  # type: ignore[arg-type]
+        except _Probe as probe:
+            if probe.name in names:
+                found.append(check.name)
+        except Exception:  # noqa: BLE001 - any other first access means "not a written-answer check"
+            pass
+    return tuple(found)
+
+
+def _redact_hidden(question: Question, result: QuestionResult) -> QuestionResult:
+    """The result with every hidden check's name and message replaced: feedback must not reveal them."""
+    hidden = {check.name for check in question.checks if check.hidden}
+    checks, number = [], 0
+    for item in result.checks:
+        if item.name in hidden:
+            number += 1
+            message = "passed" if item.passed else "failed (details are not shown for hidden checks)"
+            item = CheckResult(f"hidden check {number}", item.passed, item.points, item.max_points, message)
+        checks.append(item)
+    return QuestionResult(result.question, result.title, checks)
 
 
 def _collect(question_names: tuple[str, ...], objects: tuple[Any, ...], named: dict[str, Any], caller_globals: dict[str, Any]) -> dict[str, Any]:
@@ -28,11 +97,21 @@ def _collect(question_names: tuple[str, ...], objects: tuple[Any, ...], named: d
     return namespace
 
 
-def check(question: str, *objects: Any, show: bool = True, hidden: bool = False, **named: Any) -> float:
+def check(
+    question: str,
+    *objects: Any,
+    show: bool = True,
+    hidden: bool = False,
+    by_hand: Collection[str] = (),
+    **named: Any,
+) -> float:
     """Grade `question` on the objects passed (functions matched by name; a string answer by position or name).
 
     With no objects, the names are taken from the caller's globals (the notebook). Prints
-    the report (to stdout only) and returns the score as a plain float.
+    the report (to stdout only) and returns the score as a plain float. `by_hand` names
+    answers graded by hand elsewhere (the nbgrader notebook's written-answer cell): the
+    checks that read them are left out. After `grading_time()` the hidden checks run too
+    and are reported without their names or messages.
     """
     silence_frameworks()
     from .grading import grade_namespace
@@ -40,9 +119,15 @@ def check(question: str, *objects: Any, show: bool = True, hidden: bool = False,
     from .report import render_text
 
     spec = get_question(question)
+    if by_hand:
+        manual = checks_graded_by_hand(spec, tuple(by_hand))
+        spec = dataclasses.replace(spec, checks=tuple(c for c in spec.checks if c.name not in manual))
     caller = inspect.currentframe().f_back
     namespace = _collect(spec.names, objects, named, caller.f_globals if caller else {})
-    result = grade_namespace(spec, namespace, include_hidden=hidden)
+    redact = _GRADING_TIME and not hidden
+    result = grade_namespace(spec, namespace, include_hidden=hidden or _GRADING_TIME)
+    if redact:
+        result = _redact_hidden(spec, result)
     if show:
         buffer = io.StringIO()
         render_text([result], file=buffer)

@@ -86,7 +86,7 @@ def true_layer_shapes(model: Any, input_shape: tuple[int, ...]) -> list[tuple[st
     x = np.random.default_rng(1).random((1, *input_shape), dtype=np.float32)
     shapes = []
     for layer in model.layers:
-        x = layer(x, training=False) if "training" in layer._call_signature.parameters else layer(x)
+        x = layer(x, training=False)
         shapes.append((layer.name, tuple(int(d) for d in x.shape)))
     return shapes
 
@@ -110,11 +110,13 @@ def _check_reported_shapes(ctx: Context, model: Any, input_shape: tuple[int, ...
     )
     for (name_a, shape_a), (name_e, shape_e) in zip(actual, expected):
         ensure(name_a == name_e, f"On {label}, entry '{name_a}' should be layer '{name_e}': use each layer's .name, in model.layers order.")
-        ensure(
-            shape_a == shape_e,
-            f"On {label}, layer '{name_e}' should report {shape_e} (batch of 1 included), not {shape_a}: "
-            "feed the output of each layer into the next one.",
-        )
+        if shape_a != shape_e:
+            why = (
+                "keep the batch dimension: report the shape of the whole batch of one sample"
+                if shape_a == shape_e[1:]
+                else "feed the output of each layer into the next one"
+            )
+            raise CheckFailed(f"On {label}, layer '{name_e}' should report {shape_e} (batch of 1 included), not {shape_a}: {why}.")
     missing = [name for name, _ in expected if name not in printed]
     ensure(not missing, f"`{SHAPES}` should also print each layer's name and shape; not printed: {', '.join(missing[:3])}.")
     return f"{len(expected)} layers on {label}, printed and returned"

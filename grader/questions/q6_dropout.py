@@ -16,6 +16,7 @@ FRACTION = "classifier_parameter_fraction"
 ANSWER = "ANSWER"
 MIN_WORDS = 20
 TOLERANCE = 1e-3
+MANUAL_POINTS = 5  # the hand-graded written answer in the nbgrader notebook (grader.nbgrader)
 
 
 def dense_fraction(model: Any) -> float:

@@ -1,0 +1,112 @@
+"""The `grader` command line and the notebook API, as students and CI use them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+GRADER = [sys.executable, "-m", "grader"]
+BAD_LENET = '''
+import keras
+from keras import layers
+
+
+def build_lenet5(input_shape=(28, 28, 1), num_classes=10):
+    return keras.Sequential([
+        keras.Input(input_shape),
+        layers.Conv2D(6, 5, activation="relu"),
+        layers.MaxPooling2D(),
+        layers.Conv2D(16, 5, activation="relu"),
+        layers.MaxPooling2D(),
+        layers.Flatten(),
+        layers.Dense(120, activation="relu"),
+        layers.Dense(84, activation="relu"),
+        layers.Dense(num_classes, activation="softmax"),
+    ])
+'''
+
+
+def run_grader(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([*GRADER, *args], cwd=cwd, capture_output=True, text=True, env=os.environ.copy(), timeout=600)
+
+
+def test_list_shows_every_question_with_points():
+    done = run_grader("list")
+    assert done.returncode == 0
+    assert "q1" in done.stdout and "10 points" in done.stdout and "q6_dropout.py" in done.stdout
+
+
+def test_check_on_stubs_scores_zero_and_exits_nonzero():
+    done = run_grader("check", "q1")
+    assert done.returncode == 1
+    assert done.stdout.count("FAIL") == 5
+    assert "not implemented yet" in done.stdout
+    assert "score 0/10" in done.stdout
+
+
+def test_check_all_solutions_json_is_pure_json_with_full_marks():
+    done = run_grader("check", "all", "--solutions", "--json")
+    assert done.returncode == 0, done.stdout
+    reports = json.loads(done.stdout)
+    assert [r["question"] for r in reports][:1] == ["q1"]
+    for report in reports:
+        assert set(report) >= {"question", "score", "max_score", "checks"}
+        assert report["score"] == report["max_score"] > 0
+        for check in report["checks"]:
+            assert set(check) == {"name", "passed", "points", "max_points", "message"}
+
+
+def test_valid_padding_in_c1_is_named_from_the_command_line(tmp_path):
+    (tmp_path / "q1_lenet.py").write_text(BAD_LENET)
+    done = run_grader("check", "q1", "--path", str(tmp_path), "--json")
+    assert done.returncode == 1
+    report = json.loads(done.stdout)
+    shapes = next(c for c in report["checks"] if c["name"] == "layer output shapes match LeNet-5")
+    assert not shapes["passed"]
+    assert shapes["message"].startswith("C1 ") and "padding='same'" in shapes["message"]
+    assert 0 < report["score"] < report["max_score"]
+
+
+def test_unknown_question_is_a_usage_error():
+    done = run_grader("check", "q99")
+    assert done.returncode == 2
+    assert "unknown question 'q99'" in done.stderr
+
+
+def test_notebook_check_returns_a_plain_float_and_writes_nothing_to_stderr(capfd):
+    from grader import check
+    from grader.paths import solutions_dir
+    from grader.questions import get_question
+    from grader.submission import load_module
+
+    reference = load_module(solutions_dir(), get_question("q1")).namespace
+    capfd.readouterr()
+    score = check("q1", reference["build_lenet5"])
+    out, err = capfd.readouterr()
+    assert type(score) is float and score == 9.0  # the hidden input_shape check is off in notebooks
+    assert "score 9/9" in out and "PASS" in out
+    assert err == ""
+
+    hidden = check("q1", reference["build_lenet5"], hidden=True, show=False)
+    assert type(hidden) is float and hidden == 10.0
+
+
+def test_notebook_check_finds_names_in_the_callers_globals_and_answers_by_position(capfd):
+    from grader import check
+    from grader.paths import solutions_dir
+    from grader.questions import get_question
+    from grader.submission import load_module
+
+    namespace = load_module(solutions_dir(), get_question("q6")).namespace
+    score = check("q6", namespace["classifier_parameter_fraction"], namespace["ANSWER"])
+    assert score == 4.0  # 5 points minus the hidden check
+    exec("from grader import check\nresult = check('q6', show=False)", namespace)
+    assert namespace["result"] == 4.0
+    assert capfd.readouterr().err == ""
