@@ -256,7 +256,7 @@ def run_checks(question: Question, context: Context, *, include_hidden: bool = T
 
 def require_type(value: Any, expected: type | tuple[type, ...], call: str, what: str) -> Any:
     """Fail with a readable message unless `value` is an instance of `expected`."""
-    if isinstance(value, bool) and expected in (int, float, (int, float)):
+    if isinstance(value, bool) and bool not in (expected if isinstance(expected, tuple) else (expected,)):
         raise StudentCodeError(f"`{call}` returned a bool; it should return {what}.")
     if not isinstance(value, expected):
         raise StudentCodeError(f"`{call}` returned {type(value).__name__} ({_short_repr(value)}); it should return {what}.")

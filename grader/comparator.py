@@ -286,7 +286,11 @@ def trace_reference(ctx: Any, builder: str, shape: Sequence[int], **kwargs: Any)
 
 
 def total_params(layers: Sequence[LayerTrace]) -> int:
-    return sum(layer.params for layer in layers)
+    """Parameters of the traced model: each layer counted once, however often it was called."""
+    seen: dict[str, int] = {}
+    for layer in layers:
+        seen.setdefault(layer.name, layer.params)
+    return sum(seen.values())
 
 
 def ensure(condition: bool, message: str) -> None:

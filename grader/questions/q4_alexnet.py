@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..checks import Check, CheckFailed, Context, Question, StudentCodeError, describe_call
-from ..comparator import LayerTrace, compare_structure, ensure, format_shape, trace_reference, trace_student
+from ..comparator import LayerTrace, call_model_builder, compare_structure, ensure, trace_reference, trace_student
 from .alexnet_slips import known_alexnet_totals
 from .common import check_output_units, check_total_params
 
@@ -24,8 +24,6 @@ OTHER_DROPOUT = 0.3
 
 
 def builds_a_model(ctx: Context) -> str:
-    from ..comparator import call_model_builder
-
     model = call_model_builder(ctx, BUILDER)
     return f"{BUILDER}() returns a {type(model).__name__}"
 
