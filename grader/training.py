@@ -29,8 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from .checks import CheckFailed, Context, StudentCodeError, describe_call
+from .checks import CheckFailed, Context, StudentCodeError
 
+TRAINING_QUESTIONS = ("q2", "q3")
 DATA_SEED = 20240917
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 ACCURACY_TOLERANCE = 0.005  # the last epoch's val_accuracy vs the grader's own evaluation (5,000 images: 25 images)
@@ -220,7 +221,9 @@ def _guard_callback(watch: TrainingWatch, extra_epoch_end: Sequence[Any] = ()) -
     import keras
 
     class TrainingGuard(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):  # runs every steps_per_execution batches
+        async_safe = True  # reads no logs per batch: keeps Keras's asynchronous, sync-free batch loop
+
+        def on_train_batch_begin(self, batch, logs=None):  # every steps_per_execution batches; no device sync
             if watch.out_of_time():
                 watch.time_limit_hit = True
                 self.model.stop_training = True
@@ -366,7 +369,6 @@ def run_student_training(
     loss, a return value that is not a history, and a model returned untrained.
     """
     data = [np.array(a) for a in (split.x_train, split.y_train, split.x_val, split.y_val)]  # writable copies
-    call = describe_call(function, (model, *extra_args, *data))
     before = weights_snapshot(model)
     started = time.monotonic()
     raised: StudentCodeError | None = None
@@ -382,7 +384,7 @@ def run_student_training(
         where = f" during epoch {watch.epochs_run + 1}" if watch.time_limit_hit else ""
         raise CheckFailed(
             f"Training stopped after the {tier.time_limit_s:g}-second time limit of the {tier.name} tier{where} "
-            f"({watch.epochs_run} epochs finished). Train for fewer epochs, or stop once the validation loss has "
+            f"({watch.epochs_run} epoch{'s' if watch.epochs_run != 1 else ''} finished). Train for fewer epochs, or stop once the validation loss has "
             f"risen for a few epochs (keras.callbacks.EarlyStopping); `--time-limit` raises the limit on your own machine."
         )
     if watch.nan_epoch is not None:
@@ -393,7 +395,8 @@ def run_student_training(
             "inputs again: they are already in [0, 1]."
         )
     if raised is not None:
-        progress = f" after {watch.epochs_run} finished epochs" if watch.epochs_run else ""
+        count = watch.epochs_run
+        progress = f" after {count} finished epoch{'s' if count != 1 else ''}" if count else ""
         raise StudentCodeError(f"Training failed{progress}: {raised}")
 
     if returned is not None and not isinstance(returned, Mapping) and isinstance(getattr(returned, "history", None), Mapping):
@@ -471,8 +474,8 @@ def verify_history(run: TrainingRun, *, augmentation: Any = None) -> str:
     )
     measured = evaluate(run.model, run.split.x_val, run.split.y_val)
     epochs_to_match = [len(history["loss"]) - 1]
-    if fit_record.restores_best_weights:
-        epochs_to_match.append(int(np.argmin(history["val_loss"])))
+    if fit_record.restores_best_weights:  # EarlyStopping put back the best epoch's weights (by loss or accuracy)
+        epochs_to_match += [int(np.argmin(history["val_loss"])), int(np.argmax(history["val_accuracy"]))]
     for epoch in epochs_to_match:
         if _matches(history, epoch, measured):
             return (
@@ -585,3 +588,79 @@ def plots_dir(options: Mapping[str, Any]) -> Path | None:
     if value in (None, False, ""):
         return None
     return Path(value)
+
+
+# --------------------------------------------------------------------------- thresholds
+
+
+@dataclasses.dataclass(frozen=True)
+class Bound:
+    """A threshold with the reference solution's measured figure beside it.
+
+    `at_least=True`: the student's figure must be >= value; otherwise <= value.
+    `measured` is what the reference measured on the tier (None: not measured there yet).
+    """
+
+    value: float
+    measured: float | None
+    at_least: bool = True
+
+    def holds(self, figure: float) -> bool:
+        return figure >= self.value if self.at_least else figure <= self.value
+
+    def margin_to(self, figure: float) -> float:
+        """How far `figure` is on the passing side of the threshold (negative: it fails)."""
+        return figure - self.value if self.at_least else self.value - figure
+
+    def describe(self) -> str:
+        return f"{'>=' if self.at_least else '<='} {self.value:g}"
+
+
+def reference_lenet(ctx: Context, seed: int) -> tuple[Any, str]:
+    """A fresh LeNet-5 to train: the student's own `build_lenet5` when it matches q1, else the reference's.
+
+    Returns the model and a phrase naming which one it is, so q2/q3 are graded on their own.
+    """
+    import keras
+
+    from .comparator import compare_structure, trace
+
+    builder = ctx.submission.get("build_lenet5")
+    why = "no build_lenet5 found"
+    if builder is None and ctx.source:
+        from .questions import get_question
+        from .submission import load_module
+
+        loaded = load_module(Path(ctx.source).parent, get_question("q1"))
+        builder = loaded.namespace.get("build_lenet5")
+        why = "q1_lenet.py could not be loaded" if loaded.error else why
+    if callable(builder):
+        try:
+            keras.utils.set_random_seed(seed)
+            with contextlib.redirect_stdout(None):
+                model = builder()
+            expected = trace(ctx.reference["build_lenet5"](), (28, 28, 1))
+            compare_structure(expected, trace(model, (28, 28, 1)))
+            keras.utils.set_random_seed(seed)
+            with contextlib.redirect_stdout(None):
+                return builder(), "your build_lenet5()"
+        except CheckFailed:
+            why = "your build_lenet5() does not pass q1 yet"
+        except Exception:
+            why = "your build_lenet5() raised"
+    keras.utils.set_random_seed(seed)
+    return ctx.reference["build_lenet5"](), f"the reference LeNet-5 ({why})"
+
+
+def write_learning_curves(ctx: Context, run: TrainingRun, name: str, title: str) -> None:
+    """Write the learning-curve PNG (if plots are on) and list it in the result's meta."""
+    folder = plots_dir(ctx.options)
+    if folder is None:
+        return
+    from .plots import plot_learning_curves
+
+    try:
+        path = plot_learning_curves(run.history, folder / f"{name}.png", title=title)
+        ctx.meta.setdefault("plots", []).append(str(path))
+    except Exception as error:  # a figure must never cost points
+        ctx.meta["plot_error"] = f"{type(error).__name__}: {error}"

@@ -1,0 +1,214 @@
+"""q2 — train LeNet-5 on Fashion-MNIST until it overfits.
+
+The grader trains for real: it calls the student's `train_until_overfit` on a fresh
+LeNet-5 (the student's own `build_lenet5` when it passes q1, otherwise the reference's,
+so q2 is graded on its own), under the tier's time limit, then
+
+- checks that the returned history is the one `fit` recorded and that its last epoch
+  matches the grader's own evaluation of the model (a made-up or edited history fails);
+- reads the overfitting off the verified history: the validation loss bottoms out well
+  before the last epoch and ends clearly above its minimum while the training loss keeps
+  falling, and the train-validation accuracy gap (measured by the grader) is large;
+- measures test accuracy on the official test images, which student code never sees.
+
+Every threshold lives in `THRESHOLDS`, with the reference solution's measured figure
+beside it (`solutions/q2_overfit.py`, seed 0); `tests/test_training.py` re-runs the
+reference on the quick tier and checks that each threshold still leaves a margin.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..checks import Check, CheckFailed, Context, Question
+from ..training import (
+    Bound,
+    Generalization,
+    TrainingRun,
+    base_meta,
+    best_epoch,
+    measure_generalization,
+    reference_lenet,
+    run_student_training,
+    split_for,
+    tier_from_options,
+    verify_history,
+    write_learning_curves,
+)
+
+FUNCTION = "train_until_overfit"
+SEED = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class OverfitThresholds:
+    """What counts as clear overfitting, and the test accuracy to reach (per tier)."""
+
+    epochs_after_best: Bound  # epochs run after the lowest validation loss
+    val_loss_rise: Bound  # last val_loss / lowest val_loss - 1
+    train_loss_ratio: Bound  # last training loss / training loss at the best epoch (< 1: still falling)
+    accuracy_gap: Bound  # train accuracy - validation accuracy, both measured by the grader
+    test_accuracy: Bound  # on the official 10,000 test images
+
+
+# `measured`: the reference (Adam 1e-3, batch 64, EarlyStopping on val_loss with patience 10;
+# it stops after epoch 25, lowest validation loss in epoch 15) graded by `grader check q2
+# --solutions`, seed 0, TensorFlow 2.21 / Keras 3.15 on a 2-core CPU, quick tier.
+# Plain SGD at a fixed learning rate ends near 0.84-0.86 test accuracy: 0.82 leaves it room.
+THRESHOLDS: dict[str, OverfitThresholds] = {
+    "quick": OverfitThresholds(
+        epochs_after_best=Bound(3, measured=10),
+        val_loss_rise=Bound(0.05, measured=0.294),
+        train_loss_ratio=Bound(0.9, measured=0.609, at_least=False),
+        accuracy_gap=Bound(0.03, measured=0.062),
+        test_accuracy=Bound(0.82, measured=0.846),
+    ),
+    # The full tier's thresholds are set from the issue (the reference must reach 0.89 on a
+    # GPU); `bench/bench_training.py --tier full` measures the reference there.
+    "full": OverfitThresholds(
+        epochs_after_best=Bound(3, measured=None),
+        val_loss_rise=Bound(0.05, measured=None),
+        train_loss_ratio=Bound(0.9, measured=None, at_least=False),
+        accuracy_gap=Bound(0.02, measured=None),
+        test_accuracy=Bound(0.89, measured=0.896),  # bench/bench_training.py --tier full, 2-core CPU, 19 epochs
+    ),
+}
+
+
+def thresholds_for(ctx: Context) -> OverfitThresholds:
+    return THRESHOLDS[tier_from_options(ctx.options).name]
+
+
+def training_run(ctx: Context) -> TrainingRun:
+    """Train a fresh LeNet-5 with the student's function once per grading run."""
+
+    def compute() -> TrainingRun:
+        import keras
+
+        tier = tier_from_options(ctx.options)
+        ctx.meta.update(base_meta(tier))
+        split = split_for(tier)
+        model, which = reference_lenet(ctx, SEED)
+        ctx.meta["model"] = which
+        keras.utils.set_random_seed(SEED)
+        run = run_student_training(ctx, FUNCTION, model, tier=tier, split=split)
+        ctx.meta["best_epoch"] = best_epoch(run.history)
+        write_learning_curves(ctx, run, "q2_learning_curves", f"q2: {FUNCTION} ({tier.name} tier, {which})")
+        return run
+
+    return ctx.cached("q2-run", compute)
+
+
+def generalization(ctx: Context) -> Generalization:
+    def compute() -> Generalization:
+        figures = measure_generalization(training_run(ctx))
+        ctx.meta.update(
+            train_accuracy=round(figures.train_accuracy, 4),
+            val_accuracy=round(figures.val_accuracy, 4),
+            test_accuracy=round(figures.test_accuracy, 4),
+            accuracy_gap=round(figures.gap, 4),
+        )
+        return figures
+
+    return ctx.cached("q2-generalization", compute)
+
+
+def verification(ctx: Context) -> str:
+    """The history check's pass message (cached), or its failure."""
+    run = training_run(ctx)
+    return ctx.cached("q2-verified", lambda: verify_history(run))
+
+
+def trains_the_model(ctx: Context) -> str:
+    run = training_run(ctx)
+    return (
+        f"trained {ctx.meta.get('model', 'LeNet-5')} for {run.epochs} epochs in {run.wall_s:.0f} s "
+        f"on {run.tier.train_size:,} images ({run.tier.name} tier)"
+    )
+
+
+def history_is_real(ctx: Context) -> str:
+    return verification(ctx)
+
+
+def overfitting_figures(history: dict[str, list[float]]) -> dict[str, float]:
+    """Epochs after the best one, the validation loss's rise, and the training loss's fall after it."""
+    best = best_epoch(history)
+    epochs = len(history["loss"])
+    lowest = history["val_loss"][best - 1]
+    return {
+        "epochs": epochs,
+        "best_epoch": best,
+        "epochs_after_best": epochs - best,
+        "val_loss_rise": history["val_loss"][-1] / lowest - 1 if lowest > 0 else 0.0,
+        "train_loss_ratio": history["loss"][-1] / history["loss"][best - 1] if history["loss"][best - 1] > 0 else 1.0,
+    }
+
+
+def overfitting_is_evident(ctx: Context) -> str:
+    run = training_run(ctx)
+    try:
+        verification(ctx)
+    except CheckFailed as failure:
+        raise CheckFailed(f"Overfitting can only be read off a verified history: {failure}") from None
+    limits = thresholds_for(ctx)
+    figures = overfitting_figures(run.history)
+    ctx.meta.update({k: round(v, 4) for k, v in figures.items()})
+    best, epochs = figures["best_epoch"], figures["epochs"]
+    if not limits.epochs_after_best.holds(figures["epochs_after_best"]):
+        where = "in the last epoch" if best == epochs else f"in epoch {best} of {epochs}"
+        raise CheckFailed(
+            f"The validation loss is lowest {where}: training stopped before overfitting showed. Keep training "
+            f"at least {limits.epochs_after_best.value:g} epochs past the lowest validation loss (the reference's "
+            f"minimum comes near epoch 10-17 on the quick tier; e.g. 30 epochs, or EarlyStopping with patience=10)."
+        )
+    if not limits.val_loss_rise.holds(figures["val_loss_rise"]):
+        raise CheckFailed(
+            f"The validation loss ends only {figures['val_loss_rise']:.1%} above its minimum (epoch {best}); clear "
+            f"overfitting needs at least {limits.val_loss_rise.value:.0%} (the reference: "
+            f"{limits.val_loss_rise.measured or 0:.0%}). Train longer past the minimum, without regularisation."
+        )
+    if not limits.train_loss_ratio.holds(figures["train_loss_ratio"]):
+        raise CheckFailed(
+            f"The training loss did not keep falling after epoch {best} (it ends at {figures['train_loss_ratio']:.0%} "
+            f"of its value there, expected at most {limits.train_loss_ratio.value:.0%}): the validation loss rose "
+            "for another reason. Lower the learning rate (Adam's default 1e-3) so training converges."
+        )
+    gap = generalization(ctx).gap
+    if not limits.accuracy_gap.holds(gap):
+        raise CheckFailed(
+            f"The accuracy gap between training and validation images is {gap:.3f} (measured by the grader), expected "
+            f"at least {limits.accuracy_gap.value:g} for clear overfitting (the reference: {limits.accuracy_gap.measured or 0:.3f})."
+        )
+    return (
+        f"validation loss lowest in epoch {best} of {epochs}, then up {figures['val_loss_rise']:.0%} while the "
+        f"training loss fell to {figures['train_loss_ratio']:.0%}; accuracy gap {gap:.3f}"
+    )
+
+
+def test_accuracy(ctx: Context) -> str:
+    limit = thresholds_for(ctx).test_accuracy
+    figures = generalization(ctx)
+    if not limit.holds(figures.test_accuracy):
+        raise CheckFailed(
+            f"Test accuracy {figures.test_accuracy:.4f} on the {len(training_run(ctx).split.y_test):,} held-out test "
+            f"images, expected at least {limit.value:g} (the reference reaches {limit.measured or limit.value:g}). "
+            "Use Adam (learning rate 1e-3), sparse_categorical_crossentropy and batches of 32-128; if the "
+            "validation accuracy stalls early, train for more epochs."
+        )
+    return f"test accuracy {figures.test_accuracy:.4f} (threshold {limit.value:g})"
+
+
+QUESTION = Question(
+    id="q2",
+    title="Train LeNet-5 until it overfits",
+    module="q2_overfit",
+    names=(FUNCTION,),
+    checks=(
+        Check("trains the model it is given", 2, trains_the_model),
+        Check("history is real", 2, history_is_real),
+        Check("overfitting is evident", 3, overfitting_is_evident),
+        Check("test accuracy", 3, test_accuracy),
+    ),
+)
+

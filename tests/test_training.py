@@ -1,0 +1,392 @@
+"""q2/q3: the reference passes on the real quick tier; each way of cheating or failing has its own message.
+
+The reference runs once per test session (a session-scoped fixture, about a minute per
+question on 2 CPU cores). The failure modes use cheap student functions on a tiny data
+subset (options `train_size`/`val_size`/`test_size`), so they take seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+from conftest import failed
+from grader.checks import QuestionResult
+from grader.grading import grade_folder, grade_namespace
+from grader.paths import solutions_dir
+from grader.questions import get_question
+from grader.questions import q2_overfit, q3_augment
+from grader.training import Bound, tier_from_options
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+TINY = {"train_size": 1000, "val_size": 500, "test_size": 500}
+
+
+def grade_tiny(question: str, tmp_path: Path, **objects) -> QuestionResult:
+    """Grade student objects on a tiny subset (thresholds are not meaningful there; messages are)."""
+    return grade_namespace(get_question(question), objects, options={**TINY, "plots": tmp_path / "plots"})
+
+
+# --------------------------------------------------------------------------- the reference, real quick tier
+
+
+@pytest.fixture(scope="session")
+def reference_runs(tmp_path_factory) -> dict[str, QuestionResult]:
+    """The reference solutions graded on the real quick tier, once per session."""
+    plots = tmp_path_factory.mktemp("plots")
+    results = {}
+    for question in ("q2", "q3"):
+        started = time.monotonic()
+        result = grade_folder(get_question(question), solutions_dir(), options={"tier": "quick", "plots": plots})
+        result.meta["test_wall_s"] = time.monotonic() - started
+        results[question] = result
+    return results
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("question", ["q2", "q3"])
+def test_reference_passes_quick_tier(reference_runs, question):
+    result = reference_runs[question]
+    assert failed(result) == {}
+    assert result.score == result.max_score == 10
+    meta = result.meta
+    assert meta["tier"] == "quick" and meta["train_size"] == 10_000 and meta["val_size"] == 5_000
+    assert meta["test_size"] == 10_000
+    assert meta["backend"] == keras.backend.backend()
+    assert meta["device"].startswith(("CPU", "GPU"))
+    assert meta["epochs"] >= 10 and meta["wall_s"] > 0
+    assert 0.8 < meta["test_accuracy"] < 1
+    names = {Path(p).name for p in meta["plots"]}
+    expected = {f"{question}_learning_curves.png"} | ({"q3_augmentation_grid.png"} if question == "q3" else set())
+    assert names == expected
+    for path in meta["plots"]:
+        assert Path(path).read_bytes()[:8] == PNG_MAGIC
+
+
+# Minimum distance between the reference's figure and the threshold, per figure.
+MARGINS = {
+    "epochs_after_best": 2,
+    "val_loss_rise": 0.03,
+    "train_loss_ratio": 0.05,
+    "accuracy_gap": 0.01,
+    "test_accuracy": 0.01,
+}
+
+
+def assert_margins(thresholds, measured: dict[str, float]) -> None:
+    for name, margin in MARGINS.items():
+        bound = getattr(thresholds, name, None)
+        if bound is None:
+            continue
+        assert isinstance(bound, Bound)
+        assert bound.measured is not None, f"{name}: the reference's figure is not recorded beside the threshold"
+        assert bound.margin_to(bound.measured) >= margin, f"{name}: recorded figure {bound.measured} too close to {bound.describe()}"
+        assert bound.margin_to(measured[name]) >= margin, (
+            f"{name}: the reference now measures {measured[name]:.4f}, which leaves less than {margin} "
+            f"against the threshold {bound.describe()}: re-derive the threshold"
+        )
+
+
+@pytest.mark.slow
+def test_q2_thresholds_leave_margin_against_the_reference(reference_runs):
+    assert_margins(q2_overfit.THRESHOLDS["quick"], reference_runs["q2"].meta)
+
+
+@pytest.mark.slow
+def test_q3_thresholds_leave_margin_against_the_reference(reference_runs):
+    meta = reference_runs["q3"].meta
+    assert_margins(q3_augment.THRESHOLDS["quick"], meta)
+    without = reference_runs["q2"].meta["accuracy_gap"]
+    assert meta["accuracy_gap"] <= without / 2 + 0.005, "augmentation should clearly shrink the reference's gap"
+    assert q3_augment.THRESHOLDS["quick"].accuracy_gap.value < q2_overfit.THRESHOLDS["quick"].accuracy_gap.measured
+
+
+# --------------------------------------------------------------------------- tiers and options
+
+
+def test_tiers_and_overrides():
+    quick, full = tier_from_options({}), tier_from_options({"tier": "full"})
+    assert (quick.name, quick.train_size, quick.val_size, quick.test_size, quick.time_limit_s) == ("quick", 10_000, 5_000, 10_000, 300)
+    assert (full.name, full.train_size, full.val_size, full.test_size, full.time_limit_s) == ("full", 50_000, 10_000, 10_000, 1800)
+    assert tier_from_options({"time_limit": 12}).time_limit_s == 12
+    with pytest.raises(ValueError, match="unknown tier"):
+        tier_from_options({"tier": "huge"})
+
+
+def test_split_is_seeded_disjoint_and_scaled():
+    from grader.training import load_split
+
+    split = load_split(1000, 500, 500)
+    again = load_split.__wrapped__(1000, 500, 500)
+    assert np.array_equal(split.x_train, again.x_train)
+    assert split.x_train.shape == (1000, 28, 28, 1) and split.x_train.dtype == np.float32
+    assert 0.0 <= split.x_train.min() and split.x_train.max() <= 1.0
+    train = {row.tobytes() for row in split.x_train}
+    assert not any(row.tobytes() in train for row in split.x_val)
+
+
+# --------------------------------------------------------------------------- q2 failure modes
+
+
+def fit_briefly(model, x_train, y_train, x_val, y_val, epochs=1, **compile_args):
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"], **compile_args)
+    return model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=epochs, batch_size=100, verbose=0)
+
+
+def test_fabricated_history_fails(tmp_path):
+    def train_until_overfit(model, x_train, y_train, x_val, y_val):
+        fit_briefly(model, x_train, y_train, x_val, y_val)
+        epochs = np.arange(20)
+        return {
+            "loss": list(1 / (1 + epochs)),
+            "accuracy": list(0.7 + epochs / 100),
+            "val_loss": list(0.5 + (epochs - 8) ** 2 / 200),
+            "val_accuracy": list(0.8 - (epochs - 8) ** 2 / 2000),
+        }
+
+    problems = failed(grade_tiny("q2", tmp_path, train_until_overfit=train_until_overfit))
+    message = problems["history is real"]
+    assert "not the one model.fit recorded" in message and "20 epochs, fit ran 1" in message
+    assert "Overfitting can only be read off a verified history" in problems["overfitting is evident"]
+    assert "trains the model it is given" not in problems
+
+
+def test_edited_history_fails_with_the_epoch_and_value(tmp_path):
+    def train_until_overfit(model, x_train, y_train, x_val, y_val):
+        history = fit_briefly(model, x_train, y_train, x_val, y_val, epochs=2).history
+        history["val_loss"][-1] += 0.5
+        return history
+
+    message = failed(grade_tiny("q2", tmp_path, train_until_overfit=train_until_overfit))["history is real"]
+    assert "epoch 2's val_loss" in message and "fit recorded" in message
+
+
+def test_history_that_does_not_match_the_model_fails(tmp_path):
+    def train_until_overfit(model, x_train, y_train, x_val, y_val):
+        history = fit_briefly(model, x_train, y_train, x_val, y_val)
+        model.set_weights([w + np.random.default_rng(1).normal(0, 0.5, w.shape) for w in model.get_weights()])
+        return history.history
+
+    message = failed(grade_tiny("q2", tmp_path, train_until_overfit=train_until_overfit))["history is real"]
+    assert "The last epoch of your history reports val_accuracy" in message
+    assert "the model evaluated by the grader" in message
+
+
+def test_untrained_model_fails(tmp_path):
+    def train_until_overfit(model, x_train, y_train, x_val, y_val):
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        return {"loss": [1.0, 0.5], "accuracy": [0.6, 0.8], "val_loss": [0.9, 1.0], "val_accuracy": [0.7, 0.7]}
+
+    problems = failed(grade_tiny("q2", tmp_path, train_until_overfit=train_until_overfit))
+    assert set(problems) == {c.name for c in get_question("q2").checks}
+    assert "came back untrained: its weights did not change" in problems["trains the model it is given"]
+    assert "Call model.fit on the model passed" in problems["trains the model it is given"]
+
+
+def test_training_another_model_is_named(tmp_path):
+    def train_until_overfit(model, x_train, y_train, x_val, y_val):
+        other = keras.models.clone_model(model)
+        return fit_briefly(other, x_train, y_train, x_val, y_val).history
+
+    message = failed(grade_tiny("q2", tmp_path, train_until_overfit=train_until_overfit))["trains the model it is given"]
+    assert "untrained" in message and "You called fit on another model" in message
+
+
+def test_nan_loss_fails_with_its_own_message(tmp_path):
+    def train_until_overfit(model, x_train, y_train, x_val, y_val):
+        x_train[:5] = np.nan
+        return fit_briefly(model, x_train, y_train, x_val, y_val, epochs=3).history
+
+    message = failed(grade_tiny("q2", tmp_path, train_until_overfit=train_until_overfit))["trains the model it is given"]
+    assert "loss became NaN in epoch 1" in message and "learning rate" in message
+
+
+def test_exception_mid_training_fails_with_its_own_message(tmp_path):
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise RuntimeError("disk full while saving a checkpoint")
+
+    def train_until_overfit(model, x_train, y_train, x_val, y_val):
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        return model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=5, callbacks=[Crash()], verbose=0).history
+
+    message = failed(grade_tiny("q2", tmp_path, train_until_overfit=train_until_overfit))["trains the model it is given"]
+    assert message.startswith("Training failed after 1 finished epoch:")
+    assert "RuntimeError" in message and "disk full while saving a checkpoint" in message
+
+
+def test_time_limit_stops_training_with_its_own_message(tmp_path):
+    class Slow(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            time.sleep(0.05)
+
+    def train_until_overfit(model, x_train, y_train, x_val, y_val):
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        return model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=500, batch_size=10, callbacks=[Slow()], verbose=0).history
+
+    started = time.monotonic()
+    result = grade_namespace(
+        get_question("q2"), {"train_until_overfit": train_until_overfit}, options={**TINY, "time_limit": 2, "plots": False}
+    )
+    assert time.monotonic() - started < 120  # stopped long before 500 epochs
+    message = failed(result)["trains the model it is given"]
+    assert message.startswith("Training stopped after the 2-second time limit of the quick tier")
+    assert "--time-limit" in message
+
+
+def test_missing_metrics_and_short_training_are_explained(tmp_path):
+    def train_until_overfit(model, x_train, y_train, x_val, y_val):
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        return model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=1, verbose=0).history
+
+    message = failed(grade_tiny("q2", tmp_path, train_until_overfit=train_until_overfit))["trains the model it is given"]
+    assert "has no accuracy, val_accuracy" in message and 'metrics=["accuracy"]' in message
+
+    def train_until_overfit(model, x_train, y_train, x_val, y_val):
+        return fit_briefly(model, x_train, y_train, x_val, y_val)  # a History object, one epoch
+
+    result = grade_tiny("q2", tmp_path, train_until_overfit=train_until_overfit)
+    problems = failed(result)
+    assert "trains the model it is given" not in problems and "history is real" not in problems
+    assert "is lowest in the last epoch" in problems["overfitting is evident"]
+    assert "Test accuracy" in problems["test accuracy"] and "expected at least 0.82" in problems["test accuracy"]
+    assert Path(result.meta["plots"][0]).read_bytes()[:8] == PNG_MAGIC
+
+
+def test_the_stub_says_it_is_not_implemented(repo):
+    from grader.grading import grade_folder
+
+    result = grade_folder(get_question("q2"), repo / "exercises", options={**TINY, "plots": False})
+    assert result.score == 0
+    assert all("not implemented yet" in c.message for c in result.checks)
+
+
+# --------------------------------------------------------------------------- q3 failure modes
+
+
+def reference_augmentation():
+    return q3_augment_solution().build_augmentation()
+
+
+def q3_augment_solution():
+    from grader.submission import load_module
+
+    return type("Solution", (), load_module(solutions_dir(), get_question("q3")).namespace)
+
+
+def train_augmented(model, augmentation, x_train, y_train, x_val, y_val):
+    """The reference's way, for 2 epochs."""
+    augmented = keras.Sequential([keras.Input(x_train.shape[1:]), augmentation, model])
+    return fit_briefly(augmented, x_train, y_train, x_val, y_val, epochs=2).history
+
+
+class AlwaysOn(layers.Layer):
+    """A student's wrapper that forces its transform on, even at evaluation."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.shift = layers.RandomTranslation(0.2, 0.2, fill_mode="constant")
+
+    def call(self, x, training=None):
+        return self.shift(x, training=True)
+
+
+def test_augmentation_active_at_evaluation_fails(tmp_path):
+    def build_augmentation():
+        return keras.Sequential([layers.RandomFlip("horizontal"), AlwaysOn()])
+
+    problems = failed(grade_tiny("q3", tmp_path, build_augmentation=build_augmentation, train_with_augmentation=train_augmented))
+    assert "With training=False your augmentation changed the images" in problems["identity at evaluation"]
+    assert "at least two random transforms" not in problems
+
+
+def test_augmented_validation_data_fails(tmp_path):
+    def build_augmentation():
+        return keras.Sequential([layers.RandomTranslation(0.25, 0.25, fill_mode="constant"), layers.RandomZoom(0.3, fill_mode="constant")])
+
+    def train_with_augmentation(model, augmentation, x_train, y_train, x_val, y_val):
+        x_val_augmented = np.asarray(augmentation(x_val))  # training defaults to True: the slip
+        augmented = keras.Sequential([keras.Input(x_train.shape[1:]), augmentation, model])
+        augmented.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        return augmented.fit(x_train, y_train, validation_data=(x_val_augmented, y_val), epochs=3, verbose=0).history
+
+    problems = failed(grade_tiny("q3", tmp_path, build_augmentation=build_augmentation, train_with_augmentation=train_with_augmentation))
+    message = problems["trains with augmentation on training data only"]
+    assert "validation images went through the augmentation" in message
+    assert "identity at evaluation" not in problems
+
+
+def test_no_augmentation_in_training_fails(tmp_path):
+    def train_with_augmentation(model, augmentation, x_train, y_train, x_val, y_val):
+        return fit_briefly(model, x_train, y_train, x_val, y_val).history
+
+    problems = failed(grade_tiny("q3", tmp_path, build_augmentation=reference_augmentation, train_with_augmentation=train_with_augmentation))
+    assert "augmentation was never applied to the training images" in problems["trains with augmentation on training data only"]
+    for name in ("at least two random transforms", "keeps shape, dtype and value range", "random in training mode", "identity at evaluation"):
+        assert name not in problems
+
+
+def test_too_few_transforms_and_range_are_explained(tmp_path):
+    def build_augmentation():
+        return keras.Sequential([layers.Rescaling(2.0), layers.RandomFlip("horizontal")])
+
+    problems = failed(grade_tiny("q3", tmp_path, build_augmentation=build_augmentation, train_with_augmentation=train_augmented))
+    assert "has 1 random transform(s) (Rescaling, RandomFlip)" in problems["at least two random transforms"]
+    assert "produces values from 0.000 to 2.000" in problems["keeps shape, dtype and value range"]
+
+
+def test_reference_augmentation_and_training_path_pass_their_checks(tmp_path):
+    result = grade_tiny("q3", tmp_path, build_augmentation=reference_augmentation, train_with_augmentation=train_augmented)
+    problems = failed(result)
+    assert set(problems) <= {"smaller generalization gap", "test accuracy"}  # 2 epochs on 1,000 images
+    assert {Path(p).name for p in result.meta["plots"]} == {"q3_augmentation_grid.png", "q3_learning_curves.png"}
+
+
+# --------------------------------------------------------------------------- command line and notebook
+
+
+def test_cli_passes_tier_plots_and_time_limit(tmp_path, repo):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "grader", "check", "q2", "--json", "--tier", "full", "--plots", str(tmp_path), "--time-limit", "42"]
+    done = subprocess.run(command, cwd=repo / "exercises", capture_output=True, text=True, env=os.environ.copy(), timeout=600)
+    assert done.returncode == 1
+    report = json.loads(done.stdout)  # stdout stays pure JSON: the CPU notice goes to stderr
+    assert report["meta"]["tier"] == "full" and report["meta"]["train_size"] == 50_000
+    assert report["meta"]["time_limit_s"] == 42
+    assert all("not implemented yet" in c["message"] for c in report["checks"])
+    if report["meta"]["device"].startswith("CPU"):
+        assert "meant for a GPU" in done.stderr and "slow" in done.stderr
+
+
+def test_notebook_check_takes_options_and_prints_figures_to_stdout_only(tmp_path, capfd):
+    from grader.notebook import check
+
+    def train_until_overfit(model, x_train, y_train, x_val, y_val):
+        return fit_briefly(model, x_train, y_train, x_val, y_val, epochs=2).history
+
+    score = check("q2", train_until_overfit, plots=tmp_path, time_limit=120, **TINY)
+    out, err = capfd.readouterr()
+    assert err == ""
+    assert 2 <= score < 10  # trained and verified, but no overfitting in 2 epochs
+    assert "history is real" in out and f"figures: {tmp_path / 'q2_learning_curves.png'}" in out
+    assert (tmp_path / "q2_learning_curves.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_restored_best_weights_are_accepted(tmp_path):
+    def train_until_overfit(model, x_train, y_train, x_val, y_val):
+        model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True)
+        return model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=25, callbacks=[stop], verbose=0).history
+
+    problems = failed(grade_tiny("q2", tmp_path, train_until_overfit=train_until_overfit))
+    assert "history is real" not in problems and "trains the model it is given" not in problems
