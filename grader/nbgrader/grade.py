@@ -1,0 +1,189 @@
+"""The TA workflow: run the nbgrader steps for an assignment and summarise the gradebook."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+# (step, nbgrader arguments); ASSIGNMENT is replaced by the assignment id.
+STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("generate_assignment", ("generate_assignment", "ASSIGNMENT", "--force")),
+    ("collect", ("collect", "ASSIGNMENT", "--update")),
+    ("autograde", ("autograde", "ASSIGNMENT", "--create")),
+    ("generate_feedback", ("generate_feedback", "ASSIGNMENT", "--force")),
+    ("export", ("export", "--to", "grades.csv")),
+)
+
+
+class StepFailed(RuntimeError):
+    """An nbgrader step exited with an error."""
+
+
+def nbgrader_command() -> list[str]:
+    """How to run nbgrader with this interpreter (the one that has the grader package)."""
+    script = Path(sys.executable).with_name("nbgrader")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "nbgrader"]
+
+
+def run_nbgrader(course_dir: Path, *args: str, echo: Callable[[str], None] | None = None) -> subprocess.CompletedProcess:
+    """Run one nbgrader command in `course_dir` (where its nbgrader_config.py is); raises `StepFailed`."""
+    env = dict(os.environ)
+    # nbgrader runs `alembic` (the gradebook migrations) from PATH: use this environment's.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    env.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    process = subprocess.run(
+        [*nbgrader_command(), *args], cwd=course_dir, env=env, capture_output=True, text=True, check=False
+    )
+    if echo:
+        echo(f"$ nbgrader {' '.join(args)}  (exit {process.returncode})")
+    if process.returncode != 0:
+        raise StepFailed(f"nbgrader {' '.join(args)} failed (exit {process.returncode}):\n{process.stdout}{process.stderr}")
+    return process
+
+
+def grade_assignment(
+    course_dir: Path,
+    assignment: str,
+    *,
+    generate: bool = True,
+    collect: bool = False,
+    exchange: Path | None = None,
+    feedback: bool = True,
+    export_to: Path | None = None,
+    regrade: bool = False,
+    echo: Callable[[str], None] | None = None,
+) -> tuple[Path, list[str]]:
+    """Run the TA steps for `assignment` in `course_dir`; returns the CSV path and failures.
+
+    generate_assignment (when `generate`), collect from the exchange (when `collect`;
+    otherwise the submissions must already be in `submitted/<student>/<assignment>/`),
+    autograde, generate_feedback (when `feedback`) and export to CSV. nbgrader autogrades
+    only new or resubmitted notebooks unless `regrade` (its `--force`). A failed autograde
+    (a submission nbgrader could not process) does not stop feedback and export for the
+    others: it is returned in the failures; any other failed step raises `StepFailed`.
+    """
+    course_dir = Path(course_dir).resolve()
+    csv = Path(export_to).resolve() if export_to else course_dir / "grades.csv"
+    failures: list[str] = []
+    for step, args in STEPS:
+        if (step == "generate_assignment" and not generate) or (step == "collect" and not collect) or (step == "generate_feedback" and not feedback):
+            continue
+        args = tuple(assignment if a == "ASSIGNMENT" else a for a in args)
+        if step == "collect" and exchange:
+            args += (f"--Exchange.root={exchange}",)
+        if step == "autograde" and regrade:
+            args += ("--force",)
+        if step == "export":
+            args = ("export", "--to", str(csv))
+        try:
+            run_nbgrader(course_dir, *args, echo=echo)
+        except StepFailed as error:
+            if step != "autograde":
+                raise
+            failures.append(str(error))
+            if echo:
+                echo(str(error)[-4000:])
+    return csv, failures
+
+
+@dataclasses.dataclass
+class StudentGrades:
+    """One student's scores on an assignment, per question."""
+
+    student: str
+    scores: dict[str, float]  # question id -> points (None-free: ungraded manual cells count 0)
+    max_scores: dict[str, float]
+    needs_manual: list[str]  # grade ids still to grade by hand
+    problems: list[str] = dataclasses.field(default_factory=list)  # timeouts and errors seen at autograde
+
+    @property
+    def total(self) -> float:
+        return float(sum(self.scores.values()))
+
+    @property
+    def max_total(self) -> float:
+        return float(sum(self.max_scores.values()))
+
+
+def _question_of(grade_id: str) -> str:
+    return grade_id.split("_", 1)[0]
+
+
+def summarise(course_dir: Path, assignment: str) -> list[StudentGrades]:
+    """Per student, the points per question from the gradebook (test cell + hand-graded cells)."""
+    from nbgrader.api import Gradebook
+
+    course_dir = Path(course_dir).resolve()
+    db_url = "sqlite:///" + str(course_dir / "gradebook.db")
+    rows: list[StudentGrades] = []
+    with Gradebook(db_url) as gradebook:
+        for submission in sorted(gradebook.assignment_submissions(assignment), key=lambda s: s.student_id):
+            scores: dict[str, float] = {}
+            maxima: dict[str, float] = {}
+            manual: list[str] = []
+            for notebook in submission.notebooks:
+                for grade in notebook.grades:
+                    if not grade.max_score:
+                        continue  # the 0-point rubric task cells: nothing to grade
+                    question = _question_of(grade.name)
+                    scores[question] = scores.get(question, 0.0) + float(grade.score or 0.0)
+                    maxima[question] = maxima.get(question, 0.0) + float(grade.max_score)
+                    if grade.needs_manual_grade:
+                        manual.append(grade.name)
+            problems = _problems(course_dir / "autograded" / submission.student_id / assignment)
+            rows.append(StudentGrades(submission.student_id, scores, maxima, manual, problems))
+    return rows
+
+
+def _problems(folder: Path) -> list[str]:
+    """Cells of the autograded notebooks that timed out or raised, e.g. 'q1_test timed out'."""
+    import nbformat
+
+    if not folder.is_dir():
+        return ["not autograded: nbgrader failed on it (see its log)"]
+    found = []
+    for path in sorted(folder.glob("*.ipynb")):
+        notebook = nbformat.read(path, as_version=4)
+        for index, cell in enumerate(notebook.cells):
+            errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+            if errors:
+                where = cell.metadata.get("nbgrader", {}).get("grade_id") or f"cell {index + 1}"
+                names = [o.get("ename", "") for o in errors]
+                timed_out = "CellTimeoutError" in names or "KeyboardInterrupt" in names  # interrupted at the timeout
+                found.append(f"{where} timed out" if timed_out else f"{where} raised {names[0]}")
+    return found
+
+
+def render_summary(rows: Sequence[StudentGrades], file=None) -> None:
+    """A rich table: one row per student, one column per question, the total and what needs a TA."""
+    from rich.console import Console
+    from rich.table import Table
+
+    questions: list[str] = []
+    for row in rows:
+        questions += [q for q in row.max_scores if q not in questions]
+    table = Table(title="Grades (points per question)")
+    table.add_column("student")
+    for question in questions:
+        top = max((r.max_scores.get(question, 0.0) for r in rows), default=0.0)
+        table.add_column(f"{question} /{top:g}", justify="right")
+    table.add_column("total", justify="right")
+    table.add_column("to grade by hand")
+    table.add_column("problems")
+    for row in rows:
+        table.add_row(
+            row.student,
+            *[f"{row.scores[q]:g}" if q in row.scores else "-" for q in questions],
+            f"{row.total:g}/{row.max_total:g}",
+            ", ".join(row.needs_manual),
+            ", ".join(row.problems),
+        )
+    console = Console(file=file, highlight=False)
+    if not console.is_terminal:
+        console.width = 200  # logs and CI: one line per student
+    console.print(table)
