@@ -152,8 +152,30 @@ def _first_meaningful_line(text: str) -> str:
     return lines[0] if lines else ""
 
 
+@dataclasses.dataclass
+class StudentCall:
+    """One call of student code: what it returned (or the failure message), printed, and its arguments after it."""
+
+    value: Any
+    stdout: str = ""
+    args: tuple = ()
+    kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    watched: Any = None
+
+
+def _resolve_watcher(dotted: str) -> Callable[[], Any]:
+    """`grader.module:function` -> that context-manager factory."""
+    import importlib
+
+    module, _, attribute = dotted.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
 class Context:
     """What a check sees: the student's objects, the reference's, and a cache shared by the checks."""
+
+    # `cached` keys (or their first element) computed by the grader alone, from reference code.
+    SHAREABLE_KEYS = frozenset({"trace-reference", "hidden-sequential", "q5-hidden-models"})
 
     def __init__(
         self,
@@ -164,8 +186,14 @@ class Context:
         source: str | None = None,
         load_error: str | None = None,
         options: Mapping[str, Any] | None = None,
+        executor: Any | None = None,
+        shared: dict[Any, Any] | None = None,
     ) -> None:
         self.question = question
+        self.executor = executor  # None: call student code in this process; else an `isolation.IsolatedExecutor`
+        # Reference results kept across submissions. Only safe when student code never
+        # touches the grader's objects, i.e. with an isolated executor.
+        self.shared = shared if executor is not None else None
         self.submission = submission
         self.reference = reference
         self.source = source
@@ -179,6 +207,12 @@ class Context:
         """The student's object called `name`, or a failure that says it is missing."""
         if self.load_error:
             raise StudentCodeError(self.load_error)
+        if self.executor is not None:
+            if name not in self.executor.names:
+                raise StudentCodeError(
+                    f"`{name}` is not defined in {self.question.filename}: keep the name and signature from the stub."
+                )
+            return self.executor.value(name)
         if name not in self.submission:
             raise StudentCodeError(
                 f"`{name}` is not defined in {self.question.filename}: keep the name and signature from the stub."
@@ -187,44 +221,104 @@ class Context:
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Call the student's function `name`, caching the result; its stdout is kept in `last_stdout`."""
-        key = ("student", name, _call_key(args, kwargs))
+        return self.call_with(name, args, kwargs).value
+
+    def call_with(
+        self,
+        name: str,
+        args: tuple = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        send_back_args: bool = False,
+        weights: bool = False,
+        weights_back: bool = False,
+        watch: str | None = None,
+    ) -> "StudentCall":
+        """`call` with options for isolated grading; returns value, stdout, the arguments after the call, `watched`.
+
+        In-process the arguments are the very objects passed (a model trained in place is
+        the caller's). In the sandbox, `send_back_args=True` returns the arguments as the
+        call left them (models with their weights: what training changed); `weights` sends
+        model arguments with weights (default: architecture only, rebuilt with zero
+        weights); `weights_back` returns a returned model with its weights; `watch`
+        ("grader.module:function", a context manager entered around the call where it
+        runs) gives `watched`, the value it yielded.
+        """
+        kwargs = dict(kwargs or {})
+        key = ("student", name, _call_key(args, kwargs), send_back_args, weights, weights_back, watch)
         if key in self._cache:
-            outcome, value, stdout, _ = self._cache[key]
+            outcome, result, _ = self._cache[key]
         else:
-            function = self.student(name)
-            if not callable(function):
-                raise StudentCodeError(f"`{name}` should be a function, but it is a {type(function).__name__}.")
-            buffer = io.StringIO()
-            try:
-                with contextlib.redirect_stdout(buffer):
-                    value = function(*args, **kwargs)
-                outcome = "ok"
-            except Exception as error:  # student code may raise anything
-                value = explain_exception(describe_call(name, args, kwargs), error, self.source)
-                outcome = "raised"
-            stdout = buffer.getvalue()
-            self._cache[key] = (outcome, value, stdout, (args, kwargs))  # keeps the arguments alive: ids stay unique
-        self.last_stdout = stdout
+            if self.executor is not None:
+                outcome, result = self._call_isolated(name, args, kwargs, send_back_args, weights, weights_back, watch)
+            else:
+                outcome, result = self._call_here(name, args, kwargs, watch)
+            self._cache[key] = (outcome, result, (args, kwargs))  # keeps the arguments alive: ids stay unique
+        self.last_stdout = result.stdout
         if outcome == "raised":
-            raise StudentCodeError(value)
-        return value
+            raise StudentCodeError(result.value)
+        return result
+
+    def _call_here(self, name: str, args: tuple, kwargs: dict[str, Any], watch: str | None) -> tuple[str, "StudentCall"]:
+        function = self.student(name)
+        if not callable(function):
+            raise StudentCodeError(f"`{name}` should be a function, but it is a {type(function).__name__}.")
+        buffer = io.StringIO()
+        watcher = _resolve_watcher(watch) if watch else contextlib.nullcontext
+        watched = None
+        try:
+            with contextlib.redirect_stdout(buffer), watcher() as watched:
+                value = function(*args, **kwargs)
+            outcome = "ok"
+        except Exception as error:  # student code may raise anything
+            value = explain_exception(describe_call(name, args, kwargs), error, self.source)
+            outcome = "raised"
+        return outcome, StudentCall(value, buffer.getvalue(), tuple(args), dict(kwargs), watched)
+
+    def _call_isolated(
+        self, name: str, args: tuple, kwargs: dict[str, Any], send_back_args: bool, weights: bool, weights_back: bool, watch: str | None
+    ) -> tuple[str, "StudentCall"]:
+        if self.load_error:
+            raise StudentCodeError(self.load_error)
+        kind = self.executor.names.get(name)
+        if kind is None:
+            self.student(name)  # raises the "not defined" message
+        if kind != "function":
+            raise StudentCodeError(f"`{name}` should be a function, but it is a {type(self.student(name)).__name__}.")
+        try:
+            result = self.executor.call(
+                name, args, kwargs, send_back_args=send_back_args, weights=weights, weights_back=weights_back, watch=watch
+            )
+        except StudentCodeError as error:
+            if getattr(error, "cacheable", True) is False:
+                raise
+            return "raised", StudentCall(str(error), getattr(error, "stdout", ""), tuple(args), dict(kwargs))
+        return "ok", result
 
     def reference_call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Call the reference solution's `name` (cached; its prints are discarded)."""
         key = ("reference", name, _call_key(args, kwargs))
-        if key not in self._cache:
+        store = self._cache if self.shared is None else self.shared
+        if key not in store:
             with contextlib.redirect_stdout(io.StringIO()):
-                self._cache[key] = (self.reference[name](*args, **kwargs), (args, kwargs))
-        return self._cache[key][0]
+                store[key] = (self.reference[name](*args, **kwargs), (args, kwargs))
+        return store[key][0]
 
     def cached(self, key: Any, compute: Callable[[], Any]) -> Any:
-        """Compute once per grading run: `compute` may raise `CheckFailed`, which is cached too."""
-        if key not in self._cache:
+        """Compute once per grading run: `compute` may raise `CheckFailed`, which is cached too.
+
+        Keys named in `SHAREABLE_KEYS` (grader-only computations) live in `shared` when
+        there is one: a batch worker computes them once for the whole class.
+        """
+        store = self._cache
+        if self.shared is not None and (key[0] if isinstance(key, tuple) else key) in self.SHAREABLE_KEYS:
+            store = self.shared
+        if key not in store:
             try:
-                self._cache[key] = ("ok", compute())
+                store[key] = ("ok", compute())
             except CheckFailed as failure:
-                self._cache[key] = ("failed", failure)
-        outcome, value = self._cache[key]
+                store[key] = ("failed", failure)
+        outcome, value = store[key]
         if outcome == "failed":
             raise value
         return value

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import collections
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,21 +42,57 @@ def grade_namespace(
     load_error: str | None = None,
     include_hidden: bool = True,
     options: Mapping[str, Any] | None = None,
+    executor: Any | None = None,
+    shared: dict[Any, Any] | None = None,
 ) -> QuestionResult:
-    """Run `question`'s checks on the objects in `namespace`."""
+    """Run `question`'s checks on the objects in `namespace` (or, with `executor`, on the sandboxed submission)."""
     keras = import_keras()
     with captured_stderr():
         keras.utils.set_random_seed(0)
         reference = reference_namespace(question)
-        context = Context(question, namespace, reference, source=source, load_error=load_error, options=options)
+        context = Context(
+            question, namespace, reference, source=source, load_error=load_error, options=options, executor=executor,
+            shared=shared,
+        )
         result = run_checks(question, context, include_hidden=include_hidden)
         keras.backend.clear_session()
     return result
 
 
-def grade_folder(question: Question, folder: Path, **kwargs: Any) -> QuestionResult:
-    """Grade the file of `question` found in the submission `folder`."""
+# Reference models and traces of isolated grading, per question, kept for the life of the process.
+_SHARED: dict[str, dict[Any, Any]] = {}
+
+
+def grade_folder(
+    question: Question,
+    folder: Path,
+    *,
+    isolated: bool = False,
+    limits: Any | None = None,
+    hide: Sequence[Path] = (),
+    **kwargs: Any,
+) -> QuestionResult:
+    """Grade the file of `question` found in the submission `folder`.
+
+    With `isolated=True` the file is imported and called only in a sandboxed child
+    process (`grader.isolation`) under `limits`, with `hide` (and the solutions) out of
+    its reach; the result's `meta["isolation"]` says what was enforced. Without it, the
+    file is imported into this process (the library API and the tests).
+    """
+    from .isolation import IsolatedExecutor, RemoteNamespace, isolation_ready
+
+    if isolated and isolation_ready(question):
+        with IsolatedExecutor(question, Path(folder), limits=limits, hide=hide) as executor:
+            result = grade_namespace(
+                question, RemoteNamespace(executor), source=str(Path(folder) / question.filename),
+                load_error=executor.load_error, executor=executor, shared=_SHARED.setdefault(question.id, {}), **kwargs,
+            )
+            result.meta["isolation"] = executor.describe()
+        return result
     import_keras()
     with captured_stderr():
         loaded = load_module(folder, question)
-    return grade_namespace(question, loaded.namespace, source=str(loaded.path), load_error=loaded.error, **kwargs)
+    result = grade_namespace(question, loaded.namespace, source=str(loaded.path), load_error=loaded.error, **kwargs)
+    if isolated:
+        result.meta["isolation"] = {"process": False, "why": f"{question.id} is not ported to the sandbox yet: graded in the grader's process"}
+    return result

@@ -123,13 +123,54 @@ def check(
         manual = checks_graded_by_hand(spec, tuple(by_hand))
         spec = dataclasses.replace(spec, checks=tuple(c for c in spec.checks if c.name not in manual))
     caller = inspect.currentframe().f_back
-    namespace = _collect(spec.names, objects, named, caller.f_globals if caller else {})
-    redact = _GRADING_TIME and not hidden
-    result = grade_namespace(spec, namespace, include_hidden=hidden or _GRADING_TIME)
-    if redact:
+    options = {key: named.pop(key) for key in TRAINING_OPTIONS if key in named and key not in spec.names}
+    caller_globals = caller.f_globals if caller else {}
+    namespace = _collect(spec.names, objects, named, caller_globals)
+    if spec.id in ("q2", "q3"):
+        _prepare_training(namespace, options, caller_globals, show)
+    result = grade_namespace(spec, namespace, include_hidden=hidden or _GRADING_TIME, options=options)
+    if _GRADING_TIME:
         result = _redact_hidden(spec, result)
     if show:
         buffer = io.StringIO()
         render_text([result], file=buffer)
         print(buffer.getvalue(), end="")
+        _show_images(result.meta.get("plots", []))
     return float(result.score)
+
+
+# Options of the training questions (q2, q3) that `check` passes to the grader:
+# check("q2", train_until_overfit, tier="quick", plots="plots", time_limit=300).
+# train_size / val_size / test_size shrink the data (for fast tests; thresholds assume a real tier).
+TRAINING_OPTIONS = ("tier", "plots", "time_limit", "train_size", "val_size", "test_size")
+
+
+def _prepare_training(namespace: dict[str, Any], options: dict[str, Any], caller_globals: dict[str, Any], show: bool) -> None:
+    """q2/q3 train the student's own LeNet-5 when the notebook defines it; warn first when the full tier will be slow."""
+    from .training import slow_tier_notice, tier_from_options
+
+    if "build_lenet5" not in namespace and callable(caller_globals.get("build_lenet5")):
+        namespace["build_lenet5"] = caller_globals["build_lenet5"]
+    notice = slow_tier_notice(tier_from_options(options))
+    if notice and show:
+        print(notice)
+
+
+def _show_images(paths: list[str]) -> None:
+    """Show the PNGs inline under IPython (stdout only); elsewhere print where they are."""
+    if not paths:
+        return
+    shell = None
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    except ImportError:
+        pass
+    if shell is not None:
+        from IPython.display import Image, display
+
+        for path in paths:
+            display(Image(filename=path))
+    else:
+        print("figures: " + ", ".join(paths))

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from ..checks import Question
-from . import q1_lenet, q4_alexnet, q5_params, q6_dropout
+from . import q1_lenet, q2_overfit, q3_augment, q4_alexnet, q5_params, q6_dropout, q7_flowers
 
 QUESTIONS: dict[str, Question] = {
-    module.QUESTION.id: module.QUESTION for module in (q1_lenet, q4_alexnet, q5_params, q6_dropout)
+    module.QUESTION.id: module.QUESTION for module in (q1_lenet, q2_overfit, q3_augment, q4_alexnet, q5_params, q6_dropout, q7_flowers)
 }
 
 

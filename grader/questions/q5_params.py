@@ -149,8 +149,10 @@ def count_params_watched() -> Iterator[list[str]]:
 def counts_by_walking(ctx: Context) -> str:
     model = ctx.reference_call("build_lenet5", num_classes=3)
     expected = int(model.count_params())
-    with count_params_watched() as calls:
-        actual = _count(ctx, model)
+    # The watcher is entered where the student code runs (this process, or the sandbox).
+    result = ctx.call_with(COUNT, (model,), watch="grader.questions.q5_params:count_params_watched")
+    calls = list(result.watched or [])
+    actual = require_type(result.value, int, describe_call(COUNT, (model,)), "an int")
     ensure(
         not calls,
         f"`{COUNT}` calls count_params() on a {calls[0] if calls else ''}: the exercise is to add up the "
