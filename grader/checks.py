@@ -34,6 +34,7 @@ class Check:
     points: float
     run: Callable[["Context"], str]
     hidden: bool = False
+    screens_answer: str | None = None  # the written answer this check only screens (a hand grade can replace it)
 
 
 @dataclasses.dataclass(frozen=True)

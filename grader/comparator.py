@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from .checks import CheckFailed, StudentCodeError, explain_exception
+from .patching import patched
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,15 +129,13 @@ def trace(model: Any, input_shape: Sequence[int], *, batch: int = 2, call: str =
         return outputs
 
     sample = np.random.default_rng(0).random((batch, *input_shape), dtype=np.float32)
-    keras.layers.Layer.__call__ = recording_call
     try:
-        model(sample, training=False)
+        with patched([keras.layers.Layer], "__call__", recording_call):
+            model(sample, training=False)
     except Exception as error:
         raise StudentCodeError(
             explain_exception(f"{call} on an input of shape {(batch, *input_shape)}", error)
         ) from None
-    finally:
-        keras.layers.Layer.__call__ = original_call
     return records
 
 

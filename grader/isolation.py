@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from .checks import Question, StudentCall, StudentCodeError, describe_call, explain_exception
+from .patching import patched
 
 PROTOCOL_MAX_BYTES = 64 * 1024 * 1024
 UID_BASE = 200_000  # child uid = UID_BASE + 16 * pid of the grading process + a rotating slot: unique among live graders
@@ -655,21 +656,12 @@ def _zero_weights(active: bool) -> Iterator[None]:
 
     classes = [keras.initializers.VarianceScaling, keras.initializers.RandomUniform, keras.initializers.RandomNormal,
                keras.initializers.TruncatedNormal, keras.initializers.Orthogonal]
-    originals = {cls: cls.__dict__.get("__call__") for cls in classes}
 
     def zeros(self, shape, dtype=None):
         return keras.ops.zeros(shape, dtype=dtype)
 
-    for cls in classes:
-        cls.__call__ = zeros
-    try:
+    with patched(classes, "__call__", zeros):
         yield
-    finally:
-        for cls, original in originals.items():
-            if original is None:
-                del cls.__call__
-            else:
-                cls.__call__ = original
 
 
 def _resolve(dotted: str) -> Any:

@@ -22,47 +22,9 @@ def grading_time() -> None:
     _GRADING_TIME = True
 
 
-class _Probe(Exception):
-    """Raised by `_ProbeContext` at a check's first access; carries the student name asked for."""
-
-    def __init__(self, name: str | None) -> None:
-        super().__init__(name)
-        self.name = name
-
-
-class _ProbeContext:
-    """A context that stops a check at its first access, to see what it reads first."""
-
-    def __init__(self, question: Question) -> None:
-        self.question = question
-        self.options: dict[str, Any] = {}
-        self.meta: dict[str, Any] = {}
-
-    def student(self, name: str) -> Any:
-        raise _Probe(name)
-
-    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        raise _Probe(name)
-
-    def reference_call(self, *args: Any, **kwargs: Any) -> Any:
-        raise _Probe(None)
-
-    def cached(self, *args: Any, **kwargs: Any) -> Any:
-        raise _Probe(None)
-
-
 def checks_graded_by_hand(question: Question, names: Collection[str]) -> tuple[str, ...]:
-    """The checks of `question` that start by reading one of `names` (a written answer graded by hand)."""
-    found = []
-    for check in question.checks:
-        try:
-            check.run(_ProbeContext(question))  # type: ignore[arg-type]
-        except _Probe as probe:
-            if probe.name in names:
-                found.append(check.name)
-        except Exception:  # noqa: BLE001 - any other first access means "not a written-answer check"
-            pass
-    return tuple(found)
+    """The checks of `question` that only screen one of the written answers `names` (graded by hand elsewhere)."""
+    return tuple(check.name for check in question.checks if check.screens_answer in names)
 
 
 def _redact_hidden(question: Question, result: QuestionResult) -> QuestionResult:

@@ -582,6 +582,22 @@ def measure_generalization(run: TrainingRun) -> Generalization:
     )
 
 
+def measured_generalization(ctx: Context, question: str, run: Any) -> Generalization:
+    """`measure_generalization` of the question's training run (`run()`), once per grading, recorded in meta."""
+
+    def compute() -> Generalization:
+        figures = measure_generalization(run())
+        ctx.meta.update(
+            train_accuracy=round(figures.train_accuracy, 4),
+            val_accuracy=round(figures.val_accuracy, 4),
+            test_accuracy=round(figures.test_accuracy, 4),
+            accuracy_gap=round(figures.gap, 4),
+        )
+        return figures
+
+    return ctx.cached(f"{question}-generalization", compute)
+
+
 def plots_dir(options: Mapping[str, Any]) -> Path | None:
     """Where PNGs go: options['plots'] (default ./plots); False or '' turns them off."""
     value = options.get("plots", "plots")

@@ -6,7 +6,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..checks import CheckFailed, Context
-from ..comparator import LayerTrace, ensure, format_shape, significant_layers, squeeze, total_params, trace_reference, trace_student
+from ..comparator import LayerTrace, call_model_builder, compare_structure, ensure, format_shape, significant_layers, squeeze, total_params, trace_reference, trace_student
+
+
+def check_builds_model(ctx: Context, builder: str) -> str:
+    """The builder returns a keras.Model."""
+    model = call_model_builder(ctx, builder)
+    return f"{builder}() returns a {type(model).__name__}"
+
+
+def check_layer_shapes(ctx: Context, builder: str, input_shape: Sequence[int]) -> str:
+    """The student's significant layers match the reference's on `input_shape`."""
+    return compare_structure(trace_reference(ctx, builder, input_shape), trace_student(ctx, builder, input_shape))
 
 
 def check_total_params(ctx: Context, builder: str, input_shape: Sequence[int], *, hint: str, known_totals: dict[int, str] | None = None) -> str:

@@ -8,8 +8,8 @@ Expected figures come from the reference `solutions/q1_lenet.py`: 28x28x6 -> 14x
 from __future__ import annotations
 
 from ..checks import Check, Context, Question
-from ..comparator import call_model_builder, compare_structure, trace_reference, trace_student
-from .common import check_output_units, check_total_params, ensure_only_layer_changes
+from ..comparator import trace_student
+from .common import check_builds_model, check_layer_shapes, check_output_units, check_total_params, ensure_only_layer_changes
 
 BUILDER = "build_lenet5"
 INPUT_SHAPE = (28, 28, 1)
@@ -18,12 +18,11 @@ OTHER_INPUT_SHAPE = (28, 28, 3)
 
 
 def builds_a_model(ctx: Context) -> str:
-    model = call_model_builder(ctx, BUILDER)
-    return f"{BUILDER}() returns a {type(model).__name__}"
+    return check_builds_model(ctx, BUILDER)
 
 
 def layer_shapes_match(ctx: Context) -> str:
-    return compare_structure(trace_reference(ctx, BUILDER, INPUT_SHAPE), trace_student(ctx, BUILDER, INPUT_SHAPE))
+    return check_layer_shapes(ctx, BUILDER, INPUT_SHAPE)
 
 
 def parameter_count(ctx: Context) -> str:

@@ -27,7 +27,7 @@ from ..training import (
     TrainingRun,
     base_meta,
     best_epoch,
-    measure_generalization,
+    measured_generalization,
     reference_lenet,
     run_student_training,
     split_for,
@@ -100,17 +100,7 @@ def training_run(ctx: Context) -> TrainingRun:
 
 
 def generalization(ctx: Context) -> Generalization:
-    def compute() -> Generalization:
-        figures = measure_generalization(training_run(ctx))
-        ctx.meta.update(
-            train_accuracy=round(figures.train_accuracy, 4),
-            val_accuracy=round(figures.val_accuracy, 4),
-            test_accuracy=round(figures.test_accuracy, 4),
-            accuracy_gap=round(figures.gap, 4),
-        )
-        return figures
-
-    return ctx.cached("q2-generalization", compute)
+    return measured_generalization(ctx, "q2", lambda: training_run(ctx))
 
 
 def verification(ctx: Context) -> str:

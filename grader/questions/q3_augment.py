@@ -31,7 +31,7 @@ from ..training import (
     Generalization,
     TrainingRun,
     base_meta,
-    measure_generalization,
+    measured_generalization,
     plots_dir,
     reference_lenet,
     run_student_training,
@@ -271,17 +271,7 @@ def training_run(ctx: Context) -> TrainingRun:
 
 
 def generalization(ctx: Context) -> Generalization:
-    def compute() -> Generalization:
-        figures = measure_generalization(training_run(ctx))
-        ctx.meta.update(
-            train_accuracy=round(figures.train_accuracy, 4),
-            val_accuracy=round(figures.val_accuracy, 4),
-            test_accuracy=round(figures.test_accuracy, 4),
-            accuracy_gap=round(figures.gap, 4),
-        )
-        return figures
-
-    return ctx.cached("q3-generalization", compute)
+    return measured_generalization(ctx, "q3", lambda: training_run(ctx))
 
 
 def trains_with_augmentation(ctx: Context) -> str:

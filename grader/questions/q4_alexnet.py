@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 
 from ..checks import Check, CheckFailed, Context, Question, StudentCodeError, describe_call
-from ..comparator import LayerTrace, call_model_builder, compare_structure, ensure, trace_reference, trace_student
+from ..comparator import LayerTrace, ensure, trace_reference, trace_student
 from .alexnet_slips import known_alexnet_totals
-from .common import check_output_units, check_total_params
+from .common import check_builds_model, check_layer_shapes, check_output_units, check_total_params
 
 BUILDER = "build_alexnet"
 SHAPES = "layer_output_shapes"
@@ -24,12 +24,11 @@ OTHER_DROPOUT = 0.3
 
 
 def builds_a_model(ctx: Context) -> str:
-    model = call_model_builder(ctx, BUILDER)
-    return f"{BUILDER}() returns a {type(model).__name__}"
+    return check_builds_model(ctx, BUILDER)
 
 
 def layer_shapes_match(ctx: Context) -> str:
-    return compare_structure(trace_reference(ctx, BUILDER, INPUT_SHAPE), trace_student(ctx, BUILDER, INPUT_SHAPE))
+    return check_layer_shapes(ctx, BUILDER, INPUT_SHAPE)
 
 
 def parameter_count(ctx: Context) -> str:

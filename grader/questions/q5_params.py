@@ -13,6 +13,7 @@ from typing import Any
 
 from ..checks import Check, CheckFailed, Context, Question, describe_call, require_type
 from ..comparator import ensure
+from ..patching import patched
 from .alexnet_slips import known_alexnet_totals
 
 CONV = "conv2d_params"
@@ -128,22 +129,13 @@ def count_params_watched() -> Iterator[list[str]]:
     import keras
 
     calls: list[str] = []
-    originals = {cls: cls.__dict__.get("count_params") for cls in (keras.layers.Layer, keras.Model)}
 
     def watched(self):
         calls.append(type(self).__name__)
         return 0
 
-    for cls in originals:
-        cls.count_params = watched
-    try:
+    with patched((keras.layers.Layer, keras.Model), "count_params", watched):
         yield calls
-    finally:
-        for cls, original in originals.items():
-            if original is None:
-                del cls.count_params
-            else:
-                cls.count_params = original
 
 
 def counts_by_walking(ctx: Context) -> str:

@@ -82,6 +82,6 @@ QUESTION = Question(
     checks=(
         Check("classifier parameter fraction of AlexNet", 2, fraction_of_alexnet),
         Check("classifier parameter fraction of another model", 1, fraction_of_lenet, hidden=True),
-        Check("written answer given", 2, written_answer),
+        Check("written answer given", 2, written_answer, screens_answer=ANSWER),
     ),
 )
