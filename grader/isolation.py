@@ -413,10 +413,36 @@ def _private_mounts(libc: Any, private: str, hide: Sequence[str], readonly: Sequ
         if os.path.isdir(path) and not real_private.startswith(os.path.realpath(path) + os.sep):
             _mount(libc, "tmpfs", path, "tmpfs", _MS_RDONLY | _MS_NOSUID | _MS_NODEV, "size=4k,mode=555")
             hidden.append(path)
+    keep = [*_needed_paths(), *readonly]
     for target in ("/var/tmp", "/dev/shm", "/tmp"):  # /tmp last: it covers `private`
         if os.path.isdir(target):
-            _mount(libc, real_private, target, None, _MS_BIND)
+            _cover_keeping(libc, real_private, target, keep)
     return hidden, "/tmp"
+
+
+def _cover_keeping(libc: Any, private: str, target: str, keep: Sequence[str]) -> None:
+    """Bind `private` over `target`; the `keep` folders inside `target` reappear read-only.
+
+    A checkout (and its virtual environment) cloned under /tmp must stay importable
+    when /tmp becomes the child's private folder.
+    """
+    real_target = os.path.realpath(target)
+    inside = sorted({os.path.realpath(p) for p in keep if os.path.realpath(p).startswith(real_target + os.sep)})
+    tops = [p for p in inside if not any(p.startswith(q + os.sep) for q in inside if q != p)]
+    tops = [p for p in tops if os.path.isdir(p) and not private.startswith(p + os.sep) and p != private]
+    holds = []
+    for index, path in enumerate(tops):
+        hold = os.path.join(private, f".keep-{index}")
+        os.mkdir(hold, 0o700)
+        _mount(libc, path, hold, None, _MS_BIND | _MS_REC)
+        holds.append((path, os.path.basename(hold)))
+    _mount(libc, private, target, None, _MS_BIND | _MS_REC)  # recursive: the holds come along
+    for path, hold in holds:
+        destination = os.path.join(target, os.path.relpath(path, real_target))
+        os.makedirs(destination, exist_ok=True)
+        _mount(libc, os.path.join(target, hold), destination, None, _MS_MOVE)
+        _mount(libc, None, destination, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY)
+        # The empty hold folder stays (root's, mode 700): its twin under the real private path is still a mount point.
 
 
 def _sandbox(setup: Mapping[str, Any]) -> dict[str, Any]:
