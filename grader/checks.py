@@ -208,17 +208,12 @@ class Context:
         """The student's object called `name`, or a failure that says it is missing."""
         if self.load_error:
             raise StudentCodeError(self.load_error)
-        if self.executor is not None:
-            if name not in self.executor.names:
-                raise StudentCodeError(
-                    f"`{name}` is not defined in {self.question.filename}: keep the name and signature from the stub."
-                )
-            return self.executor.value(name)
-        if name not in self.submission:
+        defined = self.executor.names if self.executor is not None else self.submission
+        if name not in defined:
             raise StudentCodeError(
                 f"`{name}` is not defined in {self.question.filename}: keep the name and signature from the stub."
             )
-        return self.submission[name]
+        return self.executor.value(name) if self.executor is not None else self.submission[name]
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Call the student's function `name`, caching the result; its stdout is kept in `last_stdout`."""

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from .checks import CheckFailed, Context, StudentCodeError
+from .patching import patched
 
 TRAINING_QUESTIONS = ("q2", "q3")
 DATA_SEED = 20240917
@@ -258,7 +259,6 @@ def watched_training(time_limit_s: float, extra_epoch_end: Sequence[Any] = ()) -
     import keras
 
     watch = TrainingWatch(time_limit_s=time_limit_s)
-    had_own_fit = "fit" in vars(keras.Model)
     original_fit = keras.Model.fit
 
     def fit(model, *args, callbacks=None, **kwargs):
@@ -277,14 +277,8 @@ def watched_training(time_limit_s: float, extra_epoch_end: Sequence[Any] = ()) -
         return history
 
     fit.__doc__ = original_fit.__doc__
-    keras.Model.fit = fit
-    try:
+    with patched([keras.Model], "fit", fit):
         yield watch
-    finally:
-        if had_own_fit:
-            keras.Model.fit = original_fit
-        else:
-            del keras.Model.fit
 
 
 # --------------------------------------------------------------------------- evaluation

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..checks import Check, CheckFailed, Context, Question, StudentCodeError, require_type
+from ..patching import patched
 from ..training import (
     Bound,
     Generalization,
@@ -237,11 +238,8 @@ def counting_calls(target: Any) -> Iterator[list[Any]]:
             calls.append(kwargs.get("training"))
         return original(layer, *args, **kwargs)
 
-    keras.layers.Layer.__call__ = counting_call
-    try:
+    with patched([keras.layers.Layer], "__call__", counting_call):
         yield calls
-    finally:
-        keras.layers.Layer.__call__ = original
 
 
 def training_run(ctx: Context) -> TrainingRun:
