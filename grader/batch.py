@@ -61,8 +61,8 @@ class Submission:
         return sha.hexdigest()
 
 
-def discover(root: Path) -> list[Submission]:
-    """Every student folder under `root` (sorted by student id)."""
+def discover(root: Path, *, assignment: str | None = None) -> list[Submission]:
+    """Every student folder under `root` (sorted by student id); in nbgrader's layout, `<student>/<assignment>/` first."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a folder of submissions")
@@ -71,6 +71,7 @@ def discover(root: Path) -> list[Submission]:
         files = _collect_files(folder)
         if not files:  # nbgrader: submitted/<student>/<assignment>/
             inner = [p for p in sorted(folder.iterdir()) if p.is_dir() and not p.name.startswith(".")]
+            inner.sort(key=lambda p: p.name != assignment)  # the assignment's own folder first
             for sub in inner:
                 files = _collect_files(sub)
                 if files:
@@ -362,6 +363,7 @@ class BatchReport:
     feedback_dir: Path
     wall_s: float
     interrupted: bool = False
+    results: dict[str, dict[str, dict[str, Any]]] = dataclasses.field(default_factory=dict)  # student -> question -> result
 
 
 def run_batch(
@@ -378,22 +380,23 @@ def run_batch(
     duedate: str = "",
     roster: Path | None = None,
     progress: Callable[[int, int, str], None] | None = None,
+    hide: Sequence[Path] = (),
 ) -> BatchReport:
     """Grade every submission under `submissions_dir` that is not graded yet; write CSV, summary and feedback.
 
-    `questions` defaults to every question graded in the sandbox (`isolation.isolation_ready`).
+    `questions` defaults to every question.
+    `hide` names more folders the sandboxes must not see (e.g. an nbgrader course's `source/`);
+    the submissions and `out_dir` are always hidden. In nbgrader's layout
+    (`<student>/<assignment>/`) the folder named `assignment` is graded.
     """
     from .questions import QUESTIONS, get_question
 
     started = time.monotonic()
-    from .isolation import isolation_ready
-
-    # Default: the sandboxed questions. Others (not ported yet) only when asked for by name.
-    question_ids = [get_question(q).id for q in questions] if questions else [q for q, spec in QUESTIONS.items() if isolation_ready(spec)]
+    question_ids = [get_question(q).id for q in questions] if questions else list(QUESTIONS)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(out_dir, 0o700)
-    submissions = discover(submissions_dir)
+    submissions = discover(submissions_dir, assignment=assignment)
     store = BatchStore(out_dir / "results.sqlite")
     try:
         for submission in submissions:
@@ -403,9 +406,10 @@ def run_batch(
             raise KeyError(f"no submission for {', '.join(sorted(unknown))} in {submissions_dir}")
         pending = set(store.pending([s.student for s in submissions], question_ids, regrade))
         todo = [s for s in submissions if s.student in pending]
-        hide = [str(Path(submissions_dir).resolve()), str(out_dir.resolve())]
+        hidden = [str(Path(p).resolve()) for p in (submissions_dir, out_dir, *hide)]
         run = store.start_run({"questions": question_ids, "workers": workers, "cluster": str(cluster) if cluster else None})
-        jobs = [make_job(s, question_ids, limits or {}, hide, options or {}) for s in todo]
+        options = {"plots": False, **(options or {})}  # no figures per student: the parent process would write them to its cwd
+        jobs = [make_job(s, question_ids, limits or {}, hidden, options) for s in todo]
         graded: list[str] = []
         interrupted = False
         if progress:
@@ -440,7 +444,7 @@ def run_batch(
     return BatchReport(
         graded=graded, skipped=[s.student for s in submissions if s.student not in pending], out_dir=out_dir,
         csv_path=csv_path, summary_path=summary_path, feedback_dir=feedback_dir,
-        wall_s=round(time.monotonic() - started, 1), interrupted=interrupted,
+        wall_s=round(time.monotonic() - started, 1), interrupted=interrupted, results=everything,
     )
 
 

@@ -2,8 +2,11 @@
 
 A check function receives a `Context` and returns the message shown when it passes,
 or raises `CheckFailed` with the message shown when it fails. Student code is only
-ever called through `Context.call`, which turns whatever it raises into a readable
-`StudentCodeError`: the grader itself never crashes on a submission.
+ever reached through the `Context`: `call`/`call_with` call a student function, and
+`run_with_student` runs a small grader function beside the student's code (in the
+sandboxed child when there is one), for work that must happen where that code runs, such
+as watching `fit`. Whatever student code raises becomes a readable `StudentCodeError`:
+the grader itself never crashes on a submission.
 """
 
 from __future__ import annotations
@@ -161,14 +164,59 @@ class StudentCall:
     stdout: str = ""
     args: tuple = ()
     kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
-    watched: Any = None
 
 
-def _resolve_watcher(dotted: str) -> Callable[[], Any]:
-    """`grader.module:function` -> that context-manager factory."""
+def explain_failure(call: str, error: BaseException, source: str | None = None) -> str:
+    """What a student's call did wrong, for any exception it let out (`sys.exit` and `MemoryError` included)."""
+    if isinstance(error, SystemExit):
+        return f"`{call}` called sys.exit({error.code!r}): a function must return its result, not end the program."
+    if isinstance(error, MemoryError):
+        return f"`{call}` ran out of memory (MemoryError): look for a huge array or a model far bigger than asked."
+    return explain_exception(call, error, source)
+
+
+class StudentSide:
+    """The student's names as grader code sees them where student code runs.
+
+    That is the sandboxed child (`Context.run_with_student` sends grader code there) or,
+    without a sandbox, the grading process itself. `call` turns whatever the student's
+    function raises into a `StudentCodeError` that points at the student's line.
+    """
+
+    def __init__(self, namespace: Mapping[str, Any], source: str | None, stdout: Callable[[], Any] = io.StringIO) -> None:
+        self.namespace = namespace
+        self.source = source
+        self._stdout = stdout
+
+    def function(self, name: str) -> Callable[..., Any]:
+        if name not in self.namespace:
+            raise StudentCodeError(f"`{name}` is not defined in {Path(self.source or 'your file').name}: keep the name and signature from the stub.")
+        function = self.namespace[name]
+        if not callable(function):
+            raise StudentCodeError(f"`{name}` should be a function, but it is a {type(function).__name__}.")
+        return function
+
+    def call(self, name: str, *args: Any, **kwargs: Any) -> StudentCall:
+        """Call the student's `name`; its printed output is in the result's `stdout`."""
+        function = self.function(name)
+        buffer = self._stdout()
+        try:
+            with contextlib.redirect_stdout(buffer):
+                value = function(*args, **kwargs)
+        except (Exception, SystemExit) as error:  # student code may raise anything
+            failure = StudentCodeError(explain_failure(describe_call(name, args, kwargs), error, self.source))
+            failure.stdout = buffer.getvalue()  # type: ignore[attr-defined]
+            raise failure from None
+        return StudentCall(value, buffer.getvalue(), tuple(args), dict(kwargs))
+
+
+def resolve_grader_function(dotted: str) -> Callable[..., Any]:
+    """`grader.module:function` -> that function; nothing outside the grader package is reachable."""
     import importlib
 
     module, _, attribute = dotted.partition(":")
+    if not module.startswith("grader."):
+        raise ValueError(f"only grader functions run beside student code, not {module}")
     return getattr(importlib.import_module(module), attribute)
 
 
@@ -228,51 +276,44 @@ class Context:
         send_back_args: bool = False,
         weights: bool = False,
         weights_back: bool = False,
-        watch: str | None = None,
+        fresh: bool = False,
     ) -> "StudentCall":
-        """`call` with options for isolated grading; returns value, stdout, the arguments after the call, `watched`.
+        """`call` with options for isolated grading; returns value, stdout and the arguments after the call.
 
         In-process the arguments are the very objects passed (a model trained in place is
         the caller's). In the sandbox, `send_back_args=True` returns the arguments as the
         call left them (models with their weights: what training changed); `weights` sends
         model arguments with weights (default: architecture only, rebuilt with zero
-        weights); `weights_back` returns a returned model with its weights; `watch`
-        ("grader.module:function", a context manager entered around the call where it
-        runs) gives `watched`, the value it yielded.
+        weights); `weights_back` returns a returned model with its weights; `fresh` calls
+        again even when the same call was made before (functions that draw at random).
         """
         kwargs = dict(kwargs or {})
-        key = ("student", name, _call_key(args, kwargs), send_back_args, weights, weights_back, watch)
-        if key in self._cache:
+        key = ("student", name, _call_key(args, kwargs), send_back_args, weights, weights_back)
+        if key in self._cache and not fresh:
             outcome, result, _ = self._cache[key]
         else:
             if self.executor is not None:
-                outcome, result = self._call_isolated(name, args, kwargs, send_back_args, weights, weights_back, watch)
+                outcome, result = self._call_isolated(name, args, kwargs, send_back_args, weights, weights_back)
             else:
-                outcome, result = self._call_here(name, args, kwargs, watch)
-            self._cache[key] = (outcome, result, (args, kwargs))  # keeps the arguments alive: ids stay unique
+                outcome, result = self._call_here(name, args, kwargs)
+            if not fresh:
+                self._cache[key] = (outcome, result, (args, kwargs))  # keeps the arguments alive: ids stay unique
         self.last_stdout = result.stdout
         if outcome == "raised":
             raise StudentCodeError(result.value)
         return result
 
-    def _call_here(self, name: str, args: tuple, kwargs: dict[str, Any], watch: str | None) -> tuple[str, "StudentCall"]:
+    def _call_here(self, name: str, args: tuple, kwargs: dict[str, Any]) -> tuple[str, "StudentCall"]:
         function = self.student(name)
         if not callable(function):
             raise StudentCodeError(f"`{name}` should be a function, but it is a {type(function).__name__}.")
-        buffer = io.StringIO()
-        watcher = _resolve_watcher(watch) if watch else contextlib.nullcontext
-        watched = None
         try:
-            with contextlib.redirect_stdout(buffer), watcher() as watched:
-                value = function(*args, **kwargs)
-            outcome = "ok"
-        except Exception as error:  # student code may raise anything
-            value = explain_exception(describe_call(name, args, kwargs), error, self.source)
-            outcome = "raised"
-        return outcome, StudentCall(value, buffer.getvalue(), tuple(args), dict(kwargs), watched)
+            return "ok", StudentSide(self.submission, self.source).call(name, *args, **kwargs)
+        except StudentCodeError as error:
+            return "raised", StudentCall(str(error), getattr(error, "stdout", ""), tuple(args), dict(kwargs))
 
     def _call_isolated(
-        self, name: str, args: tuple, kwargs: dict[str, Any], send_back_args: bool, weights: bool, weights_back: bool, watch: str | None
+        self, name: str, args: tuple, kwargs: dict[str, Any], send_back_args: bool, weights: bool, weights_back: bool
     ) -> tuple[str, "StudentCall"]:
         if self.load_error:
             raise StudentCodeError(self.load_error)
@@ -283,13 +324,32 @@ class Context:
             raise StudentCodeError(f"`{name}` should be a function, but it is a {type(self.student(name)).__name__}.")
         try:
             result = self.executor.call(
-                name, args, kwargs, send_back_args=send_back_args, weights=weights, weights_back=weights_back, watch=watch
+                name, args, kwargs, send_back_args=send_back_args, weights=weights, weights_back=weights_back
             )
         except StudentCodeError as error:
             if getattr(error, "cacheable", True) is False:
                 raise
             return "raised", StudentCall(str(error), getattr(error, "stdout", ""), tuple(args), dict(kwargs))
         return "ok", result
+
+    def run_with_student(self, target: str, *args: Any, seed: int | None = None, **kwargs: Any) -> Any:
+        """Run the grader function `target` ("grader.module:function") where the student's code runs.
+
+        It is called as `function(StudentSide, *args, **kwargs)`: in the sandboxed child
+        when there is one (arguments and result cross as artifacts, models with their
+        weights; what it returns is only as trustworthy as the student's process, so the
+        parent re-measures what it grades), else here. `seed` seeds Keras, NumPy and Python
+        first. Failures arrive as `StudentCodeError` or `CheckFailed`, as raised there.
+        """
+        if self.load_error:
+            raise StudentCodeError(self.load_error)
+        if self.executor is not None:
+            return self.executor.run(target, args, kwargs, seed=seed)
+        if seed is not None:
+            import keras
+
+            keras.utils.set_random_seed(seed)
+        return resolve_grader_function(target)(StudentSide(self.submission, self.source), *args, **kwargs)
 
     def reference_call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Call the reference solution's `name` (cached; its prints are discarded)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -68,7 +69,13 @@ def check_command(
         notice = slow_tier_notice(TIERS[tier])
         if notice:
             click.echo(notice, err=as_json)  # keep stdout pure JSON
-    results = [grade_folder(q, folder, include_hidden=not public, options=options, isolated=not in_process) for q in questions]
+    from .isolation import Limits
+
+    limits = Limits(threads=os.cpu_count() or 1)  # one student on this machine: the sandbox may use every core
+    results = [
+        grade_folder(q, folder, include_hidden=not public, options=options, isolated=not in_process, limits=limits)
+        for q in questions
+    ]
     if as_json:
         click.echo(render_json(results, as_list=question.lower() == "all"))
     else:
@@ -113,22 +120,30 @@ def nbgrader_build(course_dir: Path, questions: tuple[str, ...], assignment: str
 @click.option("--feedback/--no-feedback", default=True, show_default=True, help="Write feedback HTML.")
 @click.option("--to", "export_to", type=click.Path(dir_okay=False, path_type=Path), help="CSV path (default COURSE_DIR/grades.csv).")
 @click.option("--regrade", is_flag=True, help="Autograde every submission again (default: only new or resubmitted ones).")
+@click.option(
+    "--sandbox/--no-sandbox", default=True, show_default=True,
+    help="Grade the notebooks again with `grader batch` (sandboxed); where a test cell's score differs, the sandbox's counts.",
+)
+@click.option("--workers", "-w", default=2, show_default=True, type=click.IntRange(min=1), help="Sandbox grading processes.")
 def nbgrader_grade(
-    course_dir: Path, assignment: str, collect: bool, exchange: Path | None, generate: bool, feedback: bool, export_to: Path | None, regrade: bool
+    course_dir: Path, assignment: str, collect: bool, exchange: Path | None, generate: bool, feedback: bool, export_to: Path | None,
+    regrade: bool, sandbox: bool, workers: int,
 ) -> None:
     """Autograde ASSIGNMENT, write feedback and grades.csv, print a summary per student and question."""
     from .nbgrader.grade import StepFailed, grade_assignment, render_summary, summarise
 
     try:
-        csv, failures = grade_assignment(
+        outcome = grade_assignment(
             course_dir, assignment, generate=generate, collect=collect, exchange=exchange,
-            feedback=feedback, export_to=export_to, regrade=regrade, echo=click.echo,
+            feedback=feedback, export_to=export_to, regrade=regrade, sandbox=sandbox, workers=workers, echo=click.echo,
         )
     except StepFailed as error:
         raise click.ClickException(str(error)) from None
     render_summary(summarise(course_dir, assignment))
-    click.echo(f"grades: {csv}")
-    if failures:
+    click.echo(f"grades: {outcome.csv}")
+    if outcome.corrections:
+        click.echo(f"{len(outcome.corrections)} test cell score(s) not confirmed by the sandbox (listed above): see `sandbox-grading/{assignment}/feedback/`")
+    if outcome.failures:
         raise click.ClickException("nbgrader could not autograde some submissions: see its log above")
 
 
@@ -174,20 +189,22 @@ def report_command(question: str, folder: Path | None, solutions: bool, out: Pat
 @main.command("batch")
 @click.argument("submissions_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("grading-results"), show_default=True, help="Results store (results.sqlite), grades.csv, summary and feedback/.")
-@click.option("-q", "--question", "questions", multiple=True, help="Only these questions (repeatable; default: every sandboxed question).")
+@click.option("-q", "--question", "questions", multiple=True, help="Only these questions (repeatable; default: all).")
 @click.option("--workers", "-w", default=2, show_default=True, type=click.IntRange(min=1), help="Grading processes on this machine.")
 @click.option("--regrade", multiple=True, metavar="STUDENT", help="Grade STUDENT again even if already graded (repeatable).")
 @click.option("--cluster", metavar="ADDRESS", help="Send the jobs to this Dask scheduler (e.g. tcp://gpu-head:8786) instead of local workers.")
-@click.option("--question-timeout", type=click.FloatRange(min=1), default=300, show_default=True, help="Wall-clock seconds per question of one submission.")
+@click.option("--question-timeout", type=click.FloatRange(min=1), default=300, show_default=True, help="Wall-clock seconds per question of one submission (training questions get at least their tier's time limit plus 4 minutes).")
 @click.option("--memory-mb", type=click.IntRange(min=256), default=3072, show_default=True, help="Memory a question's sandbox may use on top of TensorFlow's own.")
 @click.option("--assignment", default="cnn", show_default=True, help="Assignment name for the CSV.")
 @click.option("--duedate", default="", help="Due date for the CSV (informational).")
 @click.option("--roster", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="CSV with student_id, first_name, last_name, email.")
+@click.option("--tier", type=click.Choice(["quick", "full"]), default="quick", show_default=True, help="Training questions: quick (CPU subset) or full (official split, for GPU workers).")
+@click.option("--time-limit", "time_limit", type=click.FloatRange(min=1), default=None, help="Seconds student training may run per training question (default: the tier's).")
 @click.option("--no-progress", is_flag=True, help="No progress bar (logs, CI).")
 def batch_command(
     submissions_dir: Path, out_dir: Path, questions: tuple[str, ...], workers: int, regrade: tuple[str, ...],
     cluster: str | None, question_timeout: float, memory_mb: int, assignment: str, duedate: str,
-    roster: Path | None, no_progress: bool,
+    roster: Path | None, tier: str, time_limit: float | None, no_progress: bool,
 ) -> None:
     """Grade every submission in SUBMISSIONS_DIR (a folder per student), sandboxed; resumes where it stopped."""
     from rich.console import Console
@@ -210,17 +227,13 @@ def batch_command(
     def progress(done: int, total: int, student: str) -> None:
         bar.update(task, completed=done, total=total, description=student)
 
-    from .isolation import isolation_ready
-
-    unsandboxed = [q for q in ids if not isolation_ready(get_question(q))]
-    if unsandboxed:
-        click.echo(f"warning: {', '.join(unsandboxed)} not ported to the sandbox yet: graded in the worker's own process", err=True)
     limits = {"wall_s": question_timeout, "memory_mb": memory_mb}
     with bar:
         try:
             report = run_batch(
                 submissions_dir, out_dir=out_dir, questions=ids or None, workers=workers, regrade=regrade,
                 cluster=cluster, limits=limits, assignment=assignment, duedate=duedate, roster=roster, progress=progress,
+                options={"tier": tier, "time_limit": time_limit},
             )
         except KeyError as error:
             raise click.BadParameter(error.args[0], param_hint="--regrade") from None

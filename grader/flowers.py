@@ -27,7 +27,7 @@ import dataclasses
 import io
 import re
 import tarfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,12 @@ class FlowersData:
 
         data = self.encoded[index] if self.encoded is not None else tf.io.read_file(self.paths[index])
         return tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
+
+    def encoded_bytes(self, index: int) -> bytes:
+        """Image `index` as its encoded file (JPEG, PNG, ...)."""
+        if self.encoded is not None:
+            return bytes(self.encoded[index])
+        return Path(self.paths[index]).read_bytes()
 
     def encoded_dataset(self, indices: Sequence[int]) -> Any:
         """A tf.data.Dataset of (decoded uint8 image, label) for `indices`, in that order."""
@@ -219,6 +225,35 @@ def load_tfds(*, data_dir: str | None = None, download: bool = False) -> Flowers
         encoded.append(example["image"])
         labels.append(int(example["label"]))
     return FlowersData(np.array(labels, dtype=np.int64), list(info.features["label"].names), "TensorFlow Datasets oxford_flowers102", "tfds", encoded=encoded)
+
+
+def pack_images(data: FlowersData, indices: Sequence[int]) -> dict[str, np.ndarray]:
+    """Images `indices` as they are stored (encoded), in one uint8 array with the offsets between them.
+
+    How images cross to a sandboxed process: two arrays, whatever the source (8,189
+    JPEGs are about 330 MB this way, against 1.3 GB decoded); `unpack_images` undoes it.
+    """
+    blobs = [data.encoded_bytes(int(i)) for i in indices]
+    offsets = np.cumsum([0, *[len(b) for b in blobs]]).astype(np.int64)
+    return {"data": np.frombuffer(b"".join(blobs), dtype=np.uint8).copy(), "offsets": offsets}
+
+
+def unpack_images(pack: dict[str, np.ndarray]) -> list[bytes]:
+    """The encoded images of a `pack_images` pack."""
+    data, offsets = np.asarray(pack["data"], dtype=np.uint8), np.asarray(pack["offsets"], dtype=np.int64)
+    return [data[int(a) : int(b)].tobytes() for a, b in zip(offsets[:-1], offsets[1:])]
+
+
+def packed_flowers(pack: dict[str, np.ndarray], labels: Sequence[int], num_classes: int) -> FlowersData:
+    """A `FlowersData` of the images of a pack (the labels given, one per image)."""
+    return FlowersData(np.asarray(labels, dtype=np.int64), [f"class {i + 1}" for i in range(num_classes)], "images sent by the grader", "packed", encoded=unpack_images(pack))
+
+
+def decode_image(encoded: bytes) -> np.ndarray:
+    """An encoded image as a uint8 HxWx3 array."""
+    import tensorflow as tf
+
+    return tf.io.decode_image(encoded, channels=3, expand_animations=False).numpy()
 
 
 # --- generated data for the quick tier and the tests ------------------------------------
@@ -512,7 +547,7 @@ class Experiment:
     notes: list[str] = dataclasses.field(default_factory=list)
     backbone_drift: float = 0.0  # largest change of any backbone weight or BatchNorm statistic during training
     train_loss_before: float = float("nan")  # loss on the training images (centre crops) before and after training
-    train_loss_after: float = float("nan")  # largest change of any backbone weight or BatchNorm statistic during training
+    train_loss_after: float = float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -530,10 +565,11 @@ def _labels_of(dataset: Any) -> np.ndarray:
     return np.concatenate([np.asarray(y) for _, y in dataset.as_numpy_iterator()]).astype(np.int64)
 
 
-def scores(model: Any, dataset: Any, labels: np.ndarray) -> tuple[float, float, float, np.ndarray]:
-    """(loss, accuracy, top-5 accuracy, predicted classes) of `model` on `dataset`, computed here, not by compile()."""
-    probs = np.asarray(model.predict(dataset, verbose=0), dtype=np.float64)
-    if probs.ndim != 2 or len(probs) != len(labels):
+def scores_from_probs(probs: Any, labels: np.ndarray) -> tuple[float, float, float, np.ndarray]:
+    """(loss, accuracy, top-5 accuracy, predicted classes) of predictions `probs` (N x classes) for `labels`."""
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    if probs.ndim != 2 or len(probs) != len(labels) or (labels.size and labels.max() >= probs.shape[1]):
         raise ValueError(f"the model gave predictions of shape {probs.shape} for {len(labels)} images")
     if not (np.all(probs >= -1e-6) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-3)):  # logits: softmax them
         probs = np.exp(probs - probs.max(axis=1, keepdims=True))
@@ -544,6 +580,11 @@ def scores(model: Any, dataset: Any, labels: np.ndarray) -> tuple[float, float, 
     k = min(5, probs.shape[1])
     top5 = np.argsort(-probs, axis=1)[:, :k]
     return loss, float(np.mean(predicted == labels)), float(np.mean((top5 == labels[:, None]).any(axis=1))), predicted
+
+
+def scores(model: Any, dataset: Any, labels: np.ndarray) -> tuple[float, float, float, np.ndarray]:
+    """(loss, accuracy, top-5 accuracy, predicted classes) of `model` on `dataset` (or an array of images), computed here, not by compile()."""
+    return scores_from_probs(model.predict(dataset, verbose=0), labels)
 
 
 def describe_model(model: Any) -> dict[str, Any]:
@@ -570,72 +611,61 @@ def describe_model(model: Any) -> dict[str, Any]:
     }
 
 
-def run_experiment(
-    functions: dict[str, Callable[..., Any]],
-    data: FlowersData,
-    *,
-    tier: str,
-    weights: Any,
+def calibration_note(count: int) -> str:
+    return (
+        f"weights=None: the backbone is random. Its BatchNormalization statistics were estimated on {count} "
+        "training images so that its features are not vanishingly small; this run checks the pipeline, not the accuracy."
+    )
+
+
+def backbone_snapshot(model: Any) -> list[np.ndarray]:
+    """The backbone's weights and BatchNormalization statistics, as arrays (empty without a backbone)."""
+    backbone = find_backbone(model)
+    return [np.array(v.numpy()) for v in backbone.weights] if backbone is not None else []
+
+
+def backbone_drift(model: Any, before: Sequence[np.ndarray]) -> float:
+    """The largest change of any backbone weight or statistic of `model` since `before` (`backbone_snapshot`)."""
+    after = backbone_snapshot(model)
+    if len(after) != len(before) or any(a.shape != b.shape for a, b in zip(after, before)):
+        return float("inf")
+    return max((float(np.max(np.abs(a - b))) for a, b in zip(after, before) if b.size), default=0.0)
+
+
+@dataclasses.dataclass
+class TrainingRecord:
+    """What `train_recording_epochs` saw: what train returned, each epoch's logs and predictions."""
+
+    returned: Any
+    logs: list[dict[str, float]]
+    probs: dict[str, list[np.ndarray]]
+
+
+def train_recording_epochs(
+    train: Callable[..., Any],
+    model: Any,
+    train_ds: Any,
+    val_ds: Any,
     epochs: int,
-    batch_size: int = 32,
-    seed: int = 0,
-    split: Sequence[np.ndarray] | None = None,
-    log: Callable[[str], None] | None = None,
-) -> tuple[Experiment, Any]:
-    """Split, preprocess, build and train with the four q7 functions; record train/val/test curves.
+    eval_sets: dict[str, Any],
+    on_epoch: Callable[[int, TrainingRecord], None] | None = None,
+) -> TrainingRecord:
+    """Call `train(model, train_ds, val_ds, epochs)` with a callback added to the `model.fit` calls it makes.
 
-    The test set is evaluated after every epoch by a callback that is added to the
-    `model.fit` call inside `train_transfer` (the student's code does not need to know).
-    Returns the experiment and the trained model. Exceptions from the functions propagate.
+    After every epoch the callback records fit's logs and the model's predictions on each
+    dataset of `eval_sets` (the student's code does not need to know), then calls `on_epoch`.
     """
-    import time
-
     import keras
 
-    say = log or (lambda message: None)
-    started = time.perf_counter()
-    parts = split if split is not None else functions["split_indices"](data.labels, seed=seed)
-    parts = [np.asarray(p, dtype=np.int64) for p in parts]
-    preprocess = functions["preprocess"]
-    train_ds = make_dataset(data, parts[0], preprocess, training=True, batch_size=batch_size, shuffle_seed=seed)
-    val_ds = make_dataset(data, parts[1], preprocess, training=False, batch_size=batch_size, cache=True)
-    test_ds = make_dataset(data, parts[2], preprocess, training=False, batch_size=batch_size, cache=True)
-    val_labels, test_labels = _labels_of(val_ds), _labels_of(test_ds)
-    say(f"split {len(parts[0])}/{len(parts[1])}/{len(parts[2])}; building the model")
-    model = functions["build_transfer_model"](num_classes=data.num_classes, weights=weights)
-    described = describe_model(model)
-    backbone = find_backbone(model)
-    notes = []
-    if weights is None and backbone is not None and batch_norm_layers(backbone):
-        calibration = make_dataset(data, parts[0][:64], preprocess, training=False, batch_size=64)
-        images = next(iter(calibration))[0]
-        calibrate_batch_norm(backbone, images)
-        notes.append(
-            f"weights=None: the backbone is random. Its BatchNormalization statistics were estimated on {int(images.shape[0])} "
-            "training images so that its features are not vanishingly small; this run checks the pipeline, not the accuracy."
-        )
-    frozen_before = [v.numpy() for v in backbone.weights] if backbone is not None else []
-    train_eval = make_dataset(data, parts[0], preprocess, training=False, batch_size=batch_size, cache=True) if tier == "quick" else None
-    train_labels = _labels_of(train_eval) if train_eval is not None else None
-    loss_before = scores(model, train_eval, train_labels)[0] if train_eval is not None else float("nan")
-    curves: dict[str, list[float]] = {k: [] for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy", "test_top5")}
-    last: dict[str, Any] = {}
+    record = TrainingRecord(None, [], {name: [] for name in eval_sets})
 
     class Curves(keras.callbacks.Callback):
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-            logs = logs or {}
-            curves["train_loss"].append(float(logs.get("loss", np.nan)))
-            accuracy = [v for k, v in logs.items() if "acc" in k and not k.startswith("val_")]
-            curves["train_accuracy"].append(float(accuracy[0]) if accuracy else float("nan"))
-            loss, acc, _, _ = scores(self.model, val_ds, val_labels)
-            curves["val_loss"].append(loss)
-            curves["val_accuracy"].append(acc)
-            loss, acc, top5, predicted = scores(self.model, test_ds, test_labels)
-            curves["test_loss"].append(loss)
-            curves["test_accuracy"].append(acc)
-            curves["test_top5"].append(top5)
-            last["predicted"] = predicted
-            say(f"epoch {epoch + 1}: loss {curves['train_loss'][-1]:.3f}, val accuracy {curves['val_accuracy'][-1]:.3f}, test accuracy {acc:.3f}")
+            record.logs.append({str(k): float(v) for k, v in (logs or {}).items() if np.ndim(v) == 0})
+            for name, dataset in eval_sets.items():
+                record.probs[name].append(np.asarray(self.model.predict(dataset, verbose=0), dtype=np.float32))
+            if on_epoch is not None:
+                on_epoch(epoch, record)
 
     recorder = Curves()
     original_fit = model.fit
@@ -646,18 +676,67 @@ def run_experiment(
 
     model.fit = fit_with_curves
     try:
-        history = functions["train_transfer"](model, train_ds, val_ds, epochs)
+        record.returned = train(model, train_ds, val_ds, epochs)
     finally:
         with contextlib.suppress(Exception):
             del model.fit
-    drift = max((float(np.max(np.abs(v.numpy() - b))) for v, b in zip(backbone.weights, frozen_before) if b.size), default=0.0) if backbone is not None else 0.0
+    return record
+
+
+CURVE_KEYS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy", "test_top5")
+
+
+def epoch_curves(logs: Sequence[Mapping[str, Any]], probs: Mapping[str, Sequence[Any]], labels: Mapping[str, np.ndarray]) -> dict[str, list[float]]:
+    """Per-epoch train/val/test figures from fit's logs and the predictions on the validation and test images."""
+    curves: dict[str, list[float]] = {k: [] for k in CURVE_KEYS}
+    for epoch, entry in enumerate(logs):
+        curves["train_loss"].append(float(entry.get("loss", np.nan)))
+        accuracy = [v for k, v in entry.items() if "acc" in k and not k.startswith("val_")]
+        curves["train_accuracy"].append(float(accuracy[0]) if accuracy else float("nan"))
+        loss, acc, _, _ = scores_from_probs(probs["validation"][epoch], labels["validation"])
+        curves["val_loss"].append(loss)
+        curves["val_accuracy"].append(acc)
+        loss, acc, top5, _ = scores_from_probs(probs["test"][epoch], labels["test"])
+        curves["test_loss"].append(loss)
+        curves["test_accuracy"].append(acc)
+        curves["test_top5"].append(top5)
+    return curves
+
+
+def history_dict(history: Any) -> dict[str, list[float]]:
+    """What train_transfer returned, as {metric: per-epoch floats} (empty unless it is a dict, i.e. History.history)."""
+    if not isinstance(history, dict):
+        return {}
+    return {str(key): [float(v) for v in values] for key, values in history.items()}
+
+
+def make_experiment(
+    described: dict[str, Any],
+    data: FlowersData,
+    parts: Sequence[np.ndarray],
+    *,
+    tier: str,
+    weights: Any,
+    epochs: int,
+    batch_size: int,
+    curves: dict[str, list[float]],
+    test_probs: Any,
+    test_labels: np.ndarray,
+    history: dict[str, list[float]],
+    notes: list[str],
+    drift: float,
+    loss_before: float,
+    loss_after: float,
+    seconds: float,
+) -> Experiment:
+    """The `Experiment` of a run, from what was measured (the final test figures from `test_probs`)."""
+    notes = list(notes)
     if not curves["test_accuracy"]:
         notes.append("train_transfer did not call model.fit, so no per-epoch curves were recorded; only the final test figures are shown.")
-    loss, acc, top5, predicted = scores(model, test_ds, test_labels)
+    _, acc, top5, predicted = scores_from_probs(test_probs, test_labels)
     k = data.num_classes
-    confusion = np.bincount(test_labels * k + predicted, minlength=k * k).reshape(k, k)
-    history_dict = {str(key): [float(v) for v in values] for key, values in dict(history or {}).items()} if isinstance(history, dict) else {}
-    experiment = Experiment(
+    confusion = np.bincount(np.asarray(test_labels, dtype=np.int64) * k + predicted, minlength=k * k).reshape(k, k)
+    return Experiment(
         backbone=described["backbone"],
         feature_dim=described["feature_dim"],
         trainable_params=described["trainable_params"],
@@ -675,11 +754,73 @@ def run_experiment(
         test_accuracy=acc,
         test_top5=top5,
         confusion=confusion,
-        seconds=time.perf_counter() - started,
-        history=history_dict,
+        seconds=seconds,
+        history=history,
         notes=notes,
         backbone_drift=drift,
         train_loss_before=loss_before,
-        train_loss_after=scores(model, train_eval, train_labels)[0] if train_eval is not None else float("nan"),
+        train_loss_after=loss_after,
+    )
+
+
+def run_experiment(
+    functions: dict[str, Callable[..., Any]],
+    data: FlowersData,
+    *,
+    tier: str,
+    weights: Any,
+    epochs: int,
+    batch_size: int = 32,
+    seed: int = 0,
+    split: Sequence[np.ndarray] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> tuple[Experiment, Any]:
+    """Split, preprocess, build and train with the four q7 functions, in this process; record train/val/test curves.
+
+    The test set is evaluated after every epoch by a callback that is added to the
+    `model.fit` call inside `train_transfer` (the student's code does not need to know).
+    Returns the experiment and the trained model. Exceptions from the functions propagate.
+    Used by `grader report q7`; grading runs the same parts with the student's code in
+    the sandbox (`grader.questions.q7_flowers`).
+    """
+    import time
+
+    say = log or (lambda message: None)
+    started = time.perf_counter()
+    parts = split if split is not None else functions["split_indices"](data.labels, seed=seed)
+    parts = [np.asarray(p, dtype=np.int64) for p in parts]
+    preprocess = functions["preprocess"]
+    train_ds = make_dataset(data, parts[0], preprocess, training=True, batch_size=batch_size, shuffle_seed=seed)
+    val_ds = make_dataset(data, parts[1], preprocess, training=False, batch_size=batch_size, cache=True)
+    test_ds = make_dataset(data, parts[2], preprocess, training=False, batch_size=batch_size, cache=True)
+    labels = {"validation": _labels_of(val_ds), "test": _labels_of(test_ds)}
+    say(f"split {len(parts[0])}/{len(parts[1])}/{len(parts[2])}; building the model")
+    model = functions["build_transfer_model"](num_classes=data.num_classes, weights=weights)
+    described = describe_model(model)
+    backbone = find_backbone(model)
+    notes = []
+    if weights is None and backbone is not None and batch_norm_layers(backbone):
+        calibration = make_dataset(data, parts[0][:64], preprocess, training=False, batch_size=64)
+        images = next(iter(calibration))[0]
+        calibrate_batch_norm(backbone, images)
+        notes.append(calibration_note(int(images.shape[0])))
+    frozen_before = backbone_snapshot(model)
+    train_eval = make_dataset(data, parts[0], preprocess, training=False, batch_size=batch_size, cache=True) if tier == "quick" else None
+    train_labels = _labels_of(train_eval) if train_eval is not None else None
+    loss_before = scores(model, train_eval, train_labels)[0] if train_eval is not None else float("nan")
+
+    def progress(epoch: int, record: TrainingRecord) -> None:
+        curves = epoch_curves(record.logs, record.probs, labels)
+        say(f"epoch {epoch + 1}: loss {curves['train_loss'][-1]:.3f}, val accuracy {curves['val_accuracy'][-1]:.3f}, test accuracy {curves['test_accuracy'][-1]:.3f}")
+
+    record = train_recording_epochs(functions["train_transfer"], model, train_ds, val_ds, epochs, {"validation": val_ds, "test": test_ds}, progress)
+    experiment = make_experiment(
+        described, data, parts, tier=tier, weights=weights, epochs=epochs, batch_size=batch_size,
+        curves=epoch_curves(record.logs, record.probs, labels),
+        test_probs=model.predict(test_ds, verbose=0), test_labels=labels["test"],
+        history=history_dict(record.returned), notes=notes, drift=backbone_drift(model, frozen_before),
+        loss_before=loss_before,
+        loss_after=scores(model, train_eval, train_labels)[0] if train_eval is not None else float("nan"),
+        seconds=time.perf_counter() - started,
     )
     return experiment, model

@@ -79,9 +79,10 @@ def grade_folder(
     its reach; the result's `meta["isolation"]` says what was enforced. Without it, the
     file is imported into this process (the library API and the tests).
     """
-    from .isolation import IsolatedExecutor, RemoteNamespace, isolation_ready
+    from .isolation import IsolatedExecutor, Limits, RemoteNamespace, question_limits
 
-    if isolated and isolation_ready(question):
+    if isolated:
+        limits = question_limits(question, limits or Limits(), kwargs.get("options") or {})
         with IsolatedExecutor(question, Path(folder), limits=limits, hide=hide) as executor:
             result = grade_namespace(
                 question, RemoteNamespace(executor), source=str(Path(folder) / question.filename),
@@ -92,7 +93,4 @@ def grade_folder(
     import_keras()
     with captured_stderr():
         loaded = load_module(folder, question)
-    result = grade_namespace(question, loaded.namespace, source=str(loaded.path), load_error=loaded.error, **kwargs)
-    if isolated:
-        result.meta["isolation"] = {"process": False, "why": f"{question.id} is not ported to the sandbox yet: graded in the grader's process"}
-    return result
+    return grade_namespace(question, loaded.namespace, source=str(loaded.path), load_error=loaded.error, **kwargs)

@@ -52,7 +52,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .checks import Question, StudentCall, StudentCodeError, describe_call, explain_exception
+from .checks import Question, StudentCall, StudentCodeError, StudentSide, describe_call, explain_exception, explain_failure
 from .patching import patched
 
 PROTOCOL_MAX_BYTES = 64 * 1024 * 1024
@@ -114,10 +114,13 @@ def _opaque(type_name: str, text: str) -> Any:
 class Codec:
     """Tagged JSON for values crossing the process boundary; files go to `folder`."""
 
-    def __init__(self, folder: Path, *, weights: bool = False, max_file_bytes: int = 1 << 30) -> None:
+    def __init__(self, folder: Path, *, weights: bool = False, max_file_bytes: int = 1 << 30, compiled: bool = False) -> None:
         self.folder = Path(folder)
         self.weights = weights
         self.max_file_bytes = max_file_bytes
+        # Models loaded with their compile settings: in the child (the grader's models, e.g. a compiled
+        # one handed to a student's function); the grader only predicts with the student's models.
+        self.compiled = compiled
 
     def _file(self, suffix: str) -> Path:
         return self.folder / f"{uuid.uuid4().hex}{suffix}"
@@ -217,7 +220,7 @@ class Codec:
         kind = str(data.get("class", "model"))
         try:
             if data["t"] == "keras":
-                return keras.saving.load_model(path, safe_mode=True, compile=True)
+                return keras.saving.load_model(path, safe_mode=True, compile=self.compiled)
             text = path.read_text()
             digest = hashlib.sha256(text.encode()).hexdigest()
             if digest in _REBUILT:
@@ -632,40 +635,59 @@ def _serve(op: str, request: Mapping[str, Any], namespace: dict[str, Any], codec
         if name not in namespace:
             return {"missing": True}
         return {"ok": Codec(codec.folder, weights=False).encode(namespace[name])}
+    if op == "run":
+        return _run_grader_function(request, namespace, codec, source, stdout_cap)
     if op != "call":
         return {"error": f"unknown op {op!r}"}
-    function = namespace.get(name)
-    if function is None:
+    if namespace.get(name) is None:
         return {"missing": True}
-    args_codec = Codec(codec.folder, weights=bool(request.get("weights")))
+    args_codec = Codec(codec.folder, weights=bool(request.get("weights")), compiled=True)
     args = args_codec.decode({"t": "tuple", "v": request.get("args", [])})
     kwargs = args_codec.decode({"t": "dict", "v": request.get("kwargs", [])})
     call = describe_call(name, args, kwargs)
-    watcher = _resolve(request["watch"]) if request.get("watch") else contextlib.nullcontext
     weightless = not (request.get("weights") or request.get("weights_back") or request.get("send_back_args"))
-    buffer = _BoundedWriter(stdout_cap)
-    watched = None
+    student = StudentSide(namespace, source, stdout=lambda: _BoundedWriter(stdout_cap))
     try:
-        with contextlib.redirect_stdout(buffer), _zero_weights(weightless), watcher() as watched:
-            value = function(*args, **kwargs)
-    except SystemExit as error:
-        return {"raised": f"`{call}` called sys.exit({error.code!r}): a function must return its result, not end the program.", "stdout": buffer.getvalue()}
-    except MemoryError:
-        return {"raised": f"`{call}` ran out of memory (MemoryError): look for a huge array or a model far bigger than asked.", "stdout": buffer.getvalue()}
-    except BaseException as error:  # noqa: BLE001 - student code may raise anything
-        return {"raised": explain_exception(call, error, source), "stdout": buffer.getvalue()}
+        with _zero_weights(weightless):
+            outcome = student.call(name, *args, **kwargs)
+    except StudentCodeError as error:
+        return {"raised": str(error), "stdout": getattr(error, "stdout", "")}
     out_codec = Codec(codec.folder, weights=bool(request.get("send_back_args")))
     try:
-        reply: dict[str, Any] = {"ok": Codec(codec.folder, weights=bool(request.get("weights_back"))).encode(value), "stdout": buffer.getvalue()}
+        reply: dict[str, Any] = {"ok": Codec(codec.folder, weights=bool(request.get("weights_back"))).encode(outcome.value), "stdout": outcome.stdout}
         if request.get("send_back_args"):
             reply["args"] = out_codec.encode(tuple(args))
             reply["kwargs"] = out_codec.encode(dict(kwargs))
-        if watched is not None:
-            reply["watched"] = out_codec.encode(watched.to_json() if hasattr(watched, "to_json") else watched)
     except Exception as error:  # noqa: BLE001 - e.g. a model that cannot be serialised
         return {"raised": f"What `{call}` returned could not be sent to the grader: {type(error).__name__}: {_first_line(str(error))}. "
-                "Return built-in types and keras models built from built-in layers.", "stdout": buffer.getvalue()}
+                "Return built-in types and keras models built from built-in layers.", "stdout": outcome.stdout}
     return reply
+
+
+def _run_grader_function(request: Mapping[str, Any], namespace: dict[str, Any], codec: Codec, source: str, stdout_cap: int) -> dict[str, Any]:
+    """The `run` op: a grader function called beside the student's code (`Context.run_with_student`)."""
+    from .checks import CheckFailed, resolve_grader_function
+
+    function = resolve_grader_function(str(request["target"]))
+    if request.get("seed") is not None:  # before decoding: layers rebuilt from configurations draw their seeds
+        import keras
+
+        keras.utils.set_random_seed(int(request["seed"]))
+    args_codec = Codec(codec.folder, weights=True, compiled=True)
+    args = args_codec.decode({"t": "tuple", "v": request.get("args", [])})
+    kwargs = args_codec.decode({"t": "dict", "v": request.get("kwargs", [])})
+    student = StudentSide(namespace, source, stdout=lambda: _BoundedWriter(stdout_cap))
+    try:
+        value = function(student, *args, **kwargs)
+    except CheckFailed as failure:
+        return {"failed": str(failure), "student": isinstance(failure, StudentCodeError), "stdout": getattr(failure, "stdout", "")}
+    except (Exception, SystemExit) as error:  # noqa: BLE001 - student code reached outside `StudentSide.call`
+        return {"raised": explain_failure(f"{function.__name__} (the grader's call of your code)", error, source)}
+    try:
+        return {"ok": Codec(codec.folder, weights=True).encode(value)}
+    except Exception as error:  # noqa: BLE001 - e.g. a trained model that cannot be serialised
+        return {"raised": f"The grader could not send back what your code produced: {type(error).__name__}: {_first_line(str(error))}. "
+                "Use keras models built from built-in layers (Sequential or functional)."}
 
 
 @contextlib.contextmanager
@@ -688,16 +710,6 @@ def _zero_weights(active: bool) -> Iterator[None]:
 
     with patched(classes, "__call__", zeros):
         yield
-
-
-def _resolve(dotted: str) -> Any:
-    """`package.module:attribute` -> the attribute (only inside the grader package)."""
-    import importlib
-
-    module, _, attribute = dotted.partition(":")
-    if not module.startswith("grader."):
-        raise ValueError(f"watchers must live in the grader package, not {module}")
-    return getattr(importlib.import_module(module), attribute)
 
 
 # --------------------------------------------------------------------------- the parent
@@ -1044,15 +1056,13 @@ class IsolatedExecutor:
         weights: bool = False,
         weights_back: bool = False,
         send_back_args: bool = False,
-        watch: str | None = None,
     ) -> StudentCall:
         """Run the student's `name(*args, **kwargs)` in the child; raises `StudentCodeError` when it fails.
 
         `weights` sends model arguments with their weights (default: architecture only);
         `weights_back` returns a returned model with its weights; `send_back_args` also
         returns the arguments as the call left them (models with weights: what training
-        changed); `watch` names a context manager `grader.module:function` entered around
-        the call in the child, whose value (`to_json()` if it has one) comes back as `watched`.
+        changed).
         """
         kwargs = dict(kwargs or {})
         call = f"`{describe_call(name, args, kwargs)}`"
@@ -1066,7 +1076,7 @@ class IsolatedExecutor:
         _chown_tree(self._private, self._uid if self.limits.drop_privileges and os.geteuid() == 0 else None)
         reply = self._request(
             {"op": "call", "name": name, "args": encoded_args, "kwargs": encoded_kwargs, "weights": weights or send_back_args,
-             "weights_back": weights_back, "send_back_args": send_back_args, "watch": watch},
+             "weights_back": weights_back, "send_back_args": send_back_args},
             call,
         )
         if reply.get("missing"):
@@ -1084,9 +1094,36 @@ class IsolatedExecutor:
         if send_back_args:
             outcome.args = tuple(decoder.decode(reply.get("args", {"t": "tuple", "v": []})))
             outcome.kwargs = dict(decoder.decode(reply.get("kwargs", {"t": "dict", "v": []})))
-        if "watched" in reply:
-            outcome.watched = decoder.decode(reply["watched"])
         return outcome
+
+    def run(self, target: str, args: tuple = (), kwargs: Mapping[str, Any] | None = None, *, seed: int | None = None) -> Any:
+        """Run the grader function `target` in the child beside the student's code (`Context.run_with_student`).
+
+        Arguments and result cross as artifacts, models with their weights. Raises
+        `StudentCodeError` or `CheckFailed` as the function did there.
+        """
+        from .checks import CheckFailed
+
+        what = f"the grader's {target.rpartition(':')[2]} with your code"
+        codec = Codec(self._private, weights=True)
+        try:
+            encoded_args = codec.encode(tuple(args))["v"]
+            encoded_kwargs = codec.encode(dict(kwargs or {}))["v"]
+        except Exception as error:  # noqa: BLE001 - a grader-side problem
+            raise RuntimeError(f"cannot send the arguments of {target} to the sandbox: {error}") from error
+        _chown_tree(self._private, self._uid if self.limits.drop_privileges and os.geteuid() == 0 else None)
+        self.calls += 1
+        reply = self._request({"op": "run", "target": target, "args": encoded_args, "kwargs": encoded_kwargs, "seed": seed}, what)
+        if "internal" in reply:
+            raise RuntimeError(f"the sandbox could not run {target}: {reply['internal']}")
+        if "failed" in reply:
+            kind = StudentCodeError if reply.get("student") else CheckFailed
+            failure = kind(str(reply["failed"]))
+            failure.stdout = str(reply.get("stdout", ""))[: self.limits.stdout_bytes + 200]  # type: ignore[attr-defined]
+            raise failure
+        if "raised" in reply:
+            raise StudentCodeError(str(reply["raised"]))
+        return Codec(self._private, max_file_bytes=self.limits.file_mb * 1024 * 1024).decode(reply.get("ok"))
 
     def describe(self) -> dict[str, Any]:
         """What isolation was in force, for the result's meta."""
@@ -1179,14 +1216,8 @@ class RemoteNamespace(Mapping):
         return len(self._executor.names)
 
 
-def isolation_ready(question: Question) -> bool:
-    """Whether `question`'s checks reach student code only through the `Context` seam.
-
-    Questions whose module sets `ISOLATION_READY = False` are graded in-process (the
-    result's meta says so) until they are ported.
-    """
+def question_limits(question: Question, limits: Limits, options: Mapping[str, Any]) -> Limits:
+    """`limits` as `question` needs them: a module may define `sandbox_limits(limits, options)` (e.g. training time)."""
     module = sys.modules.get(f"grader.questions.{question.module}")
-    return bool(getattr(module, "ISOLATION_READY", question.id in STRUCTURAL_QUESTIONS))
-
-
-STRUCTURAL_QUESTIONS = ("q1", "q4", "q5", "q6")
+    adjust = getattr(module, "sandbox_limits", None)
+    return adjust(limits, options) if adjust is not None else limits

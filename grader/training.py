@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .checks import CheckFailed, Context, StudentCodeError
+from .checks import CheckFailed, Context, StudentCodeError, StudentSide
 from .patching import patched
 
 TRAINING_QUESTIONS = ("q2", "q3")
@@ -162,6 +162,17 @@ def slow_tier_notice(tier: Tier) -> str | None:
     return None
 
 
+# What a training question's sandbox needs beyond the student's training time: the data
+# sent both ways, the grader's checks and evaluations between the calls (measured: under a minute).
+SANDBOX_OVERHEAD_S = 240.0
+
+
+def training_sandbox_limits(limits: Any, options: Mapping[str, Any]) -> Any:
+    """A training question's sandbox limits: its wall clock covers the tier's training time and the checks around it."""
+    tier = tier_from_options(options)
+    return dataclasses.replace(limits, wall_s=max(limits.wall_s, tier.time_limit_s * 1.05 + SANDBOX_OVERHEAD_S))
+
+
 def base_meta(tier: Tier) -> dict[str, Any]:
     import keras
 
@@ -181,12 +192,12 @@ def base_meta(tier: Tier) -> dict[str, Any]:
 
 @dataclasses.dataclass
 class FitRecord:
-    """One call of `fit` made by student code: the model and what its History really holds."""
+    """One call of `fit` made by student code: what its History really holds, and how it was called."""
 
-    model: Any
     history: dict[str, list[float]]
     restores_best_weights: bool
     used_validation_split: bool
+    trains_given_model: bool = True  # fit ran on the model passed in (or on a model holding its weights)
 
 
 @dataclasses.dataclass
@@ -207,6 +218,31 @@ class TrainingWatch:
 
     def out_of_time(self) -> bool:
         return self.elapsed > self.time_limit_s
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data (crosses the sandbox boundary; `time.monotonic` values become elapsed seconds)."""
+        data = dataclasses.asdict(self)
+        data["started"] = None
+        data["elapsed_s"] = self.elapsed
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "TrainingWatch":
+        """The watch as recorded where the student's code ran; raises `CheckFailed` if it is not one."""
+        try:
+            fits = [FitRecord(**{k: record[k] for k in ("history", "restores_best_weights", "used_validation_split", "trains_given_model")})
+                    for record in data["fits"]]
+            watch = cls(
+                time_limit_s=float(data["time_limit_s"]), started=time.monotonic() - float(data["elapsed_s"]), fits=fits,
+                epochs_run=int(data["epochs_run"]), time_limit_hit=bool(data["time_limit_hit"]),
+                nan_epoch=None if data["nan_epoch"] is None else int(data["nan_epoch"]),
+                epoch_end_times=[float(t) for t in data["epoch_end_times"]],
+            )
+            for record in fits:
+                record.history = {str(k): [float(v) for v in values] for k, values in dict(record.history).items()}
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise CheckFailed("The record of your training could not be read back: something in your code interfered with the grader's watch of model.fit.") from None
+        return watch
 
     def recorded_history(self) -> dict[str, list[float]]:
         """The fits' histories run one after the other (a student may call fit several times)."""
@@ -250,11 +286,12 @@ def _guard_callback(watch: TrainingWatch, extra_epoch_end: Sequence[Any] = ()) -
 
 
 @contextlib.contextmanager
-def watched_training(time_limit_s: float, extra_epoch_end: Sequence[Any] = ()) -> Iterator[TrainingWatch]:
+def watched_training(time_limit_s: float, extra_epoch_end: Sequence[Any] = (), given_model: Any = None) -> Iterator[TrainingWatch]:
     """Within the block, every `keras.Model.fit` is watched (time limit, NaN) and its History recorded.
 
     `extra_epoch_end` holds functions `hook(model, watch)` called after every epoch (the
-    benchmark uses one to time when the test-accuracy threshold is first met).
+    benchmark uses one to time when the test-accuracy threshold is first met). With
+    `given_model`, each record says whether fit trained it (or a model holding its weights).
     """
     import keras
 
@@ -268,10 +305,10 @@ def watched_training(time_limit_s: float, extra_epoch_end: Sequence[Any] = ()) -
         values = getattr(history, "history", {}) or {}
         watch.fits.append(
             FitRecord(
-                model=model,
                 history={k: [float(v) for v in vs] for k, vs in values.items()},
                 restores_best_weights=restores,
                 used_validation_split=bool(kwargs.get("validation_split")),
+                trains_given_model=given_model is None or model is given_model or _shares_weights(given_model, model),
             )
         )
         return history
@@ -342,10 +379,53 @@ class TrainingRun:
     wall_s: float
     tier: Tier
     split: Split
+    layer_calls: list[Any] = dataclasses.field(default_factory=list)  # `training` flags of a watched layer's calls
 
     @property
     def epochs(self) -> int:
         return len(self.history["loss"])
+
+
+@contextlib.contextmanager
+def counting_calls(target: Any) -> Iterator[list[Any]]:
+    """Record the `training` argument of every call of the layer `target` (traced calls inside fit included)."""
+    import keras
+
+    calls: list[Any] = []
+    if target is None:
+        yield calls
+        return
+    original = keras.layers.Layer.__call__
+
+    def counting_call(layer, *args, **kwargs):
+        if layer is target:
+            calls.append(kwargs.get("training"))
+        return original(layer, *args, **kwargs)
+
+    with patched([keras.layers.Layer], "__call__", counting_call):
+        yield calls
+
+
+def train_beside_student(
+    student: StudentSide, function: str, model: Any, *args: Any, time_limit_s: float, watch_layer_arg: int | None = None
+) -> dict[str, Any]:
+    """Where the student's code runs (see `Context.run_with_student`): call `function(model, *args)` under watch.
+
+    Returns plain data and the model as training left it: what the call returned (or
+    the message of what it raised), its printed output, the watch's record of every fit,
+    and, with `watch_layer_arg`, the `training` flag of every call of the layer `args[i]`.
+    """
+    layer = args[watch_layer_arg] if watch_layer_arg is not None else None
+    returned, raised, stdout = None, None, ""
+    with watched_training(time_limit_s, given_model=model) as watch, counting_calls(layer) as calls:
+        try:
+            outcome = student.call(function, model, *args)
+            returned, stdout = outcome.value, outcome.stdout
+        except StudentCodeError as error:
+            raised, stdout = str(error), getattr(error, "stdout", "")
+    if returned is not None and not isinstance(returned, Mapping) and isinstance(getattr(returned, "history", None), Mapping):
+        returned = dict(returned.history)  # a History object: its dict is what the contract asks for
+    return {"returned": returned, "raised": raised, "stdout": stdout, "model": model, "watch": watch.to_json(), "layer_calls": calls}
 
 
 def run_student_training(
@@ -355,26 +435,31 @@ def run_student_training(
     *extra_args: Any,
     tier: Tier,
     split: Split,
-    extra_epoch_end: Sequence[Any] = (),
+    seed: int,
+    watch_layer_arg: int | None = None,
 ) -> TrainingRun:
     """Call the student's `function(model, *extra_args, x_train, y_train, x_val, y_val)` under watch.
 
-    Raises `CheckFailed` with its own message for: the time limit, an exception, a NaN
-    loss, a return value that is not a history, and a model returned untrained.
+    The call runs where the student's code runs (`Context.run_with_student`: the sandbox,
+    when there is one), after seeding with `seed`; the model comes back trained and the
+    grader measures it itself. Raises `CheckFailed` with its own message for: the time
+    limit, an exception, a NaN loss, a return value that is not a history, and a model
+    returned untrained. `run.layer_calls` lists the `training` flags of the calls of
+    `extra_args[watch_layer_arg]` while training.
     """
     data = [np.array(a) for a in (split.x_train, split.y_train, split.x_val, split.y_val)]  # writable copies
     before = weights_snapshot(model)
     started = time.monotonic()
-    raised: StudentCodeError | None = None
-    with watched_training(tier.time_limit_s, extra_epoch_end) as watch:
-        try:
-            returned = ctx.call(function, model, *extra_args, *data)
-        except StudentCodeError as error:
-            raised = error
+    outcome = ctx.run_with_student(
+        "grader.training:train_beside_student", function, model, *extra_args, *data, seed=seed,
+        time_limit_s=tier.time_limit_s, watch_layer_arg=watch_layer_arg,
+    )
     wall_s = time.monotonic() - started
+    watch = TrainingWatch.from_json(outcome["watch"])
+    trained = outcome["model"]
     ctx.meta.update(wall_s=round(wall_s, 1), epochs=watch.epochs_run)
 
-    if watch.time_limit_hit or wall_s > tier.time_limit_s * 1.05:
+    if watch.time_limit_hit or watch.elapsed > tier.time_limit_s * 1.05:
         where = f" during epoch {watch.epochs_run + 1}" if watch.time_limit_hit else ""
         raise CheckFailed(
             f"Training stopped after the {tier.time_limit_s:g}-second time limit of the {tier.name} tier{where} "
@@ -388,33 +473,31 @@ def run_student_training(
             "(softmax with sparse_categorical_crossentropy, or logits with from_logits=True), and do not rescale the "
             "inputs again: they are already in [0, 1]."
         )
-    if raised is not None:
+    if outcome["raised"] is not None:
         count = watch.epochs_run
         progress = f" after {count} finished epoch{'s' if count != 1 else ''}" if count else ""
-        raise StudentCodeError(f"Training failed{progress}: {raised}")
+        raise StudentCodeError(f"Training failed{progress}: {outcome['raised']}")
 
-    if returned is not None and not isinstance(returned, Mapping) and isinstance(getattr(returned, "history", None), Mapping):
-        returned = returned.history  # a History object: its dict is what the contract asks for
+    returned = outcome["returned"]
     if not isinstance(returned, Mapping):
         raise StudentCodeError(
             f"`{function}` returned {type(returned).__name__}; it should return the dict of per-epoch metrics: "
             "`history = model.fit(...)` then `return history.history`."
         )
     history = _clean_history(returned, function)
-    if not all(math.isfinite(v) for key in ("loss", "val_loss") for v in history[key]) or not weights_finite(model):
+    if not all(math.isfinite(v) for key in ("loss", "val_loss") for v in history[key]) or not weights_finite(trained):
         raise CheckFailed(
             "The loss is NaN or infinite in your history (or the model's weights are): the weights blew up. "
             "Lower the learning rate (Adam's default 1e-3 works) and make the loss match the output layer."
         )
-    if not weights_changed(before, model):
-        others = [r for r in watch.fits if r.model is not model]
+    if not weights_changed(before, trained):
         hint = (
             " You called fit on another model: train the model passed in (it is the one graded)."
-            if others
+            if any(not record.trains_given_model for record in watch.fits)
             else " Call model.fit on the model passed to your function."
         )
         raise CheckFailed(f"The model passed to `{function}` came back untrained: its weights did not change.{hint}")
-    return TrainingRun(function, model, history, watch, wall_s, tier, split)
+    return TrainingRun(function, trained, history, watch, wall_s, tier, split, list(outcome.get("layer_calls") or []))
 
 
 def _clean_history(returned: Mapping[str, Any], function: str) -> dict[str, list[float]]:
@@ -487,7 +570,7 @@ def verify_history(run: TrainingRun, *, augmentation: Any = None) -> str:
             "transformed. Pass validation_data=(x_val, y_val) as given, and put the augmentation where only "
             "training batches pass through it (in front of the model, where fit calls it with training=True)."
         )
-    elif run.model is not fit_record.model and not _shares_weights(run.model, fit_record.model):
+    elif not fit_record.trains_given_model:
         cause = "The model you trained is not the model passed in: train the model you were given."
     else:
         cause = (
@@ -626,38 +709,50 @@ class Bound:
         return f"{'>=' if self.at_least else '<='} {self.value:g}"
 
 
+def build_student_lenet(student: StudentSide) -> dict[str, Any]:
+    """Where the student's code runs: the student's `build_lenet5()` (from this file, else from q1_lenet.py), or why not."""
+    if "build_lenet5" in student.namespace or not student.source:
+        builder_side, why = student, "no build_lenet5 found"
+    else:
+        from .questions import get_question
+        from .submission import load_module
+
+        loaded = load_module(Path(student.source).parent, get_question("q1"))
+        builder_side = StudentSide(loaded.namespace, str(loaded.path))
+        why = "q1_lenet.py could not be loaded" if loaded.error else "no build_lenet5 found"
+    if "build_lenet5" not in builder_side.namespace:
+        return {"model": None, "why": why}
+    try:
+        return {"model": builder_side.call("build_lenet5").value, "why": ""}
+    except StudentCodeError:
+        return {"model": None, "why": "your build_lenet5() raised"}
+
+
 def reference_lenet(ctx: Context, seed: int) -> tuple[Any, str]:
     """A fresh LeNet-5 to train: the student's own `build_lenet5` when it matches q1, else the reference's.
 
-    Returns the model and a phrase naming which one it is, so q2/q3 are graded on their own.
+    Returns the model and a phrase naming which one it is, so q2/q3 are graded on their
+    own. The student's builder runs where student code runs; the grader checks the model.
     """
     import keras
 
     from .comparator import compare_structure, trace
 
-    builder = ctx.submission.get("build_lenet5")
-    why = "no build_lenet5 found"
-    if builder is None and ctx.source:
-        from .questions import get_question
-        from .submission import load_module
-
-        loaded = load_module(Path(ctx.source).parent, get_question("q1"))
-        builder = loaded.namespace.get("build_lenet5")
-        why = "q1_lenet.py could not be loaded" if loaded.error else why
-    if callable(builder):
+    try:
+        built = ctx.run_with_student("grader.training:build_student_lenet", seed=seed)
+        model, why = built["model"], built["why"]
+    except CheckFailed as failure:  # e.g. a model the grader cannot load back from the sandbox
+        model, why = None, f"your build_lenet5() could not be used: {failure}"
+    if isinstance(model, keras.Model):
         try:
-            keras.utils.set_random_seed(seed)
-            with contextlib.redirect_stdout(None):
-                model = builder()
-            expected = trace(ctx.reference["build_lenet5"](), (28, 28, 1))
-            compare_structure(expected, trace(model, (28, 28, 1)))
-            keras.utils.set_random_seed(seed)
-            with contextlib.redirect_stdout(None):
-                return builder(), "your build_lenet5()"
+            compare_structure(trace(ctx.reference["build_lenet5"](), (28, 28, 1)), trace(model, (28, 28, 1)))
+            return model, "your build_lenet5()"
         except CheckFailed:
             why = "your build_lenet5() does not pass q1 yet"
         except Exception:
-            why = "your build_lenet5() raised"
+            why = "your build_lenet5() could not be run on a 28x28 image"
+    elif model is not None:
+        why = "your build_lenet5() did not return a keras.Model"
     keras.utils.set_random_seed(seed)
     return ctx.reference["build_lenet5"](), f"the reference LeNet-5 ({why})"
 

@@ -282,3 +282,28 @@ def test_discover_reads_nbgrader_submitted_layout(tmp_path):
     (inner / "timestamp.txt").write_text("2026-11-20 10:00:00.000000 UTC")
     [submission] = discover(tmp_path / "submitted")
     assert submission.student == "ann" and submission.timestamp.startswith("2026-11-20") and "cnn.ipynb" in submission.files
+
+
+def test_training_questions_are_graded_in_the_batch_sandbox(tmp_path):
+    """q2 in a batch worker: an honest run trains and verifies, a fabricated history is caught, a crash stays local."""
+    import json
+
+    subs, out = tmp_path / "submissions", tmp_path / "out"
+    honest = (solutions_dir() / "q2_overfit.py").read_text().replace("MAX_EPOCHS = 40", "MAX_EPOCHS = 2")
+    fabricated = honest.replace("return history.history", "return {key: values * 3 for key, values in history.history.items()}")
+    assert honest.count("MAX_EPOCHS = 2") == 1 and fabricated != honest
+    write_student(subs, "t1-honest", {"q2_overfit.py": honest})
+    write_student(subs, "t2-fabricated", {"q2_overfit.py": fabricated})
+    write_student(subs, "t3-segfault", {"q2_overfit.py": HOSTILE_Q1["segfault"].replace("build_lenet5(input_shape=(28, 28, 1), num_classes=10)", "train_until_overfit(model, x_train, y_train, x_val, y_val)")})
+    options = {"train_size": 1000, "val_size": 500, "test_size": 500}
+    report = run_batch(subs, out_dir=out, questions=["q2"], workers=2, limits=LIMITS, options=options)
+    assert sorted(report.graded) == ["t1-honest", "t2-fabricated", "t3-segfault"]
+    db = sqlite3.connect(out / "results.sqlite")
+    checks = {student: {c["name"]: c for c in json.loads(text)} for student, text in db.execute("SELECT student, checks FROM results")}
+    meta = {student: json.loads(text) for student, text in db.execute("SELECT student, meta FROM results")}
+    db.close()
+    assert checks["t1-honest"]["trains the model it is given"]["passed"] and checks["t1-honest"]["history is real"]["passed"]
+    assert meta["t1-honest"]["isolation"]["process"] is True and meta["t1-honest"]["epochs"] >= 2
+    assert checks["t2-fabricated"]["trains the model it is given"]["passed"]
+    assert "not the one model.fit recorded" in checks["t2-fabricated"]["history is real"]["message"]
+    assert all("crashed (signal SIGSEGV)" in c["message"] for c in checks["t3-segfault"].values())

@@ -220,9 +220,14 @@ def _submissions(release: nbformat.NotebookNode, source: nbformat.NotebookNode) 
     deleted.cells = [c for c in deleted.cells if _meta(c).get("grade_id") != "q1_test"]
     edited = variant(WRONG_LENET, q1_test='print("q1: 10/10, all checks passed")\n10.0\n')
     redefined = variant(WRONG_LENET + "\n\ndef check(*args, **kwargs):\n    return 10.0\n")
+    # replaces the real check for every later test cell of its kernel with full marks: only the sandbox sees through it
+    patched = variant(
+        WRONG_LENET + "\n\nimport grader.notebook\n"
+        "grader.notebook.check = lambda question, **kwargs: {'q1': 10.0, 'q5': 10.0, 'q6': 3.0}[question]\n"
+    )
     return {
         "reference": reference, "wrong": wrong, "crash": crash, "loop": loop,
-        "deleted": deleted, "edited": edited, "redefined": redefined,
+        "deleted": deleted, "edited": edited, "redefined": redefined, "patched": patched,
     }
 
 
@@ -358,6 +363,23 @@ def test_tampered_test_cells_are_restored(graded_course) -> None:
     assert test_source in _cell(_autograded(course, "edited"), "q1_test").source.replace(
         "### BEGIN HIDDEN TESTS\nfrom grader.notebook import grading_time\n\ngrading_time()\n### END HIDDEN TESTS\n", ""
     )
+
+
+@pytest.mark.slow
+def test_a_check_patched_in_the_kernel_is_overridden_by_the_sandbox(graded_course) -> None:
+    from nbgrader.api import Gradebook
+
+    scores = _scores(graded_course["course"])
+    assert scores["patched"]["q1_test"] == scores["wrong"]["q1_test"] < 10  # the kernel said 10.0
+    assert scores["patched"]["q6_test"] == 3 and scores["patched"]["q5_test"] == 10
+    with Gradebook("sqlite:///" + str(graded_course["course"] / "gradebook.db")) as gradebook:
+        grade = gradebook.find_grade("q1_test", ASSIGNMENT, ASSIGNMENT, "patched")
+        assert grade.auto_score == 10 and grade.manual_score == scores["wrong"]["q1_test"]
+    disagreements = [line for line in graded_course["output"].splitlines() if line.startswith("sandbox disagrees:")]
+    assert len(disagreements) == 1 and disagreements[0].startswith("sandbox disagrees: patched q1_test")
+    assert f"patched q1_test: notebook 10, sandbox {scores['wrong']['q1_test']:g} (the sandbox's score now counts)" in graded_course["output"]
+    feedback = graded_course["course"] / "sandbox-grading" / ASSIGNMENT / "feedback" / "patched.md"
+    assert "layer output shapes match LeNet-5" in feedback.read_text()
 
 
 @pytest.mark.slow

@@ -7,6 +7,8 @@ subset (options `train_size`/`val_size`/`test_size`), so they take seconds.
 
 from __future__ import annotations
 
+import os
+import textwrap
 import time
 from pathlib import Path
 
@@ -18,12 +20,14 @@ from keras import layers
 from conftest import failed
 from grader.checks import QuestionResult
 from grader.grading import grade_folder, grade_namespace
+from grader.isolation import Limits
 from grader.paths import solutions_dir
 from grader.questions import get_question
 from grader.questions import q2_overfit, q3_augment
 from grader.training import Bound, tier_from_options
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+REPO_EXERCISES = Path(__file__).resolve().parent.parent / "exercises"
 TINY = {"train_size": 1000, "val_size": 500, "test_size": 500}
 
 
@@ -37,12 +41,15 @@ def grade_tiny(question: str, tmp_path: Path, **objects) -> QuestionResult:
 
 @pytest.fixture(scope="session")
 def reference_runs(tmp_path_factory) -> dict[str, QuestionResult]:
-    """The reference solutions graded on the real quick tier, once per session."""
+    """The reference solutions graded on the real quick tier, once per session, sandboxed as `grader check` does."""
     plots = tmp_path_factory.mktemp("plots")
     results = {}
     for question in ("q2", "q3"):
         started = time.monotonic()
-        result = grade_folder(get_question(question), solutions_dir(), options={"tier": "quick", "plots": plots})
+        result = grade_folder(
+            get_question(question), solutions_dir(), options={"tier": "quick", "plots": plots},
+            isolated=True, limits=Limits(threads=os.cpu_count() or 1),
+        )
         result.meta["test_wall_s"] = time.monotonic() - started
         results[question] = result
     return results
@@ -390,3 +397,113 @@ def test_restored_best_weights_are_accepted(tmp_path):
 
     problems = failed(grade_tiny("q2", tmp_path, train_until_overfit=train_until_overfit))
     assert "history is real" not in problems and "trains the model it is given" not in problems
+
+
+# --------------------------------------------------------------------------- in the sandbox
+
+
+def grade_in_sandbox(question: str, tmp_path: Path, source: str, **options) -> QuestionResult:
+    """Write `source` as the question's file and grade it sandboxed, as `grader check` and `grader batch` do."""
+    spec = get_question(question)
+    (tmp_path / spec.filename).write_text(source)
+    result = grade_folder(spec, tmp_path, isolated=True, options={**TINY, "plots": False, **options}, limits=Limits(threads=2))
+    assert result.meta["isolation"]["process"] is True
+    return result
+
+
+FIT_BRIEFLY = """
+import keras
+import numpy as np
+
+
+def fit_briefly(model, x_train, y_train, x_val, y_val, epochs=1):
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=epochs, batch_size=100, verbose=0)
+
+
+def fabricated(epochs=20):
+    steps = np.arange(epochs)
+    return {
+        "loss": list(1 / (1 + steps)),
+        "accuracy": list(0.7 + steps / 100),
+        "val_loss": list(0.5 + (steps - 8) ** 2 / 200),
+        "val_accuracy": list(0.8 - (steps - 8) ** 2 / 2000),
+    }
+"""
+
+
+def test_sandboxed_training_is_graded_by_the_parent_and_patching_the_grader_reaches_nothing(tmp_path):
+    source = FIT_BRIEFLY + textwrap.dedent("""
+    import grader.training as training
+
+    training.verify_history = lambda *args, **kwargs: "verified"  # the child's copy of the grader only
+    training.evaluate = lambda *args, **kwargs: training.Evaluation(0.0, 1.0)
+    print("q2: 10/10, all checks passed")
+
+
+    def train_until_overfit(model, x_train, y_train, x_val, y_val):
+        fit_briefly(model, x_train, y_train, x_val, y_val)
+        return fabricated()
+    """)
+    problems = failed(grade_in_sandbox("q2", tmp_path, source))
+    assert "trains the model it is given" not in problems  # it did train the model it was given, in the child
+    assert "not the one model.fit recorded" in problems["history is real"] and "20 epochs, fit ran 1" in problems["history is real"]
+    assert "Test accuracy" in problems["test accuracy"]  # measured by the grader, not by the patched copy
+
+
+def test_sandboxed_forged_fit_record_is_caught_by_the_graders_own_evaluation(tmp_path):
+    # The fit record is kept in the student's process: rewriting the recorder there forges
+    # the curve, but not the grader's evaluation of the model that comes back.
+    source = FIT_BRIEFLY + textwrap.dedent("""
+    import grader.training as training
+
+    def forged_record(self):
+        return {**_real(self), "fits": [{"history": fabricated(), "restores_best_weights": False,
+                "used_validation_split": False, "trains_given_model": True}], "epochs_run": 20}
+
+    _real = training.TrainingWatch.to_json
+    training.TrainingWatch.to_json = forged_record
+
+
+    def train_until_overfit(model, x_train, y_train, x_val, y_val):
+        fit_briefly(model, x_train, y_train, x_val, y_val)
+        return fabricated()
+    """)
+    problems = failed(grade_in_sandbox("q2", tmp_path, source))
+    message = problems["history is real"]
+    assert "The last epoch of your history reports val_accuracy" in message and "the model evaluated by the grader" in message
+    assert "Overfitting can only be read off a verified history" in problems["overfitting is evident"]
+
+
+def test_sandboxed_exits_and_stubs_fail_with_their_own_messages(tmp_path):
+    exits = FIT_BRIEFLY + textwrap.dedent("""
+    def train_until_overfit(model, x_train, y_train, x_val, y_val):
+        fit_briefly(model, x_train, y_train, x_val, y_val)
+        import sys
+        sys.exit(0)
+    """)
+    message = failed(grade_in_sandbox("q2", tmp_path, exits))["trains the model it is given"]
+    assert message.startswith("Training failed after 1 finished epoch:") and "called sys.exit(0)" in message
+
+    kills = exits.replace("import sys", "import os").replace("sys.exit(0)", "os._exit(0)")
+    problems = failed(grade_in_sandbox("q2", tmp_path, kills))
+    assert set(problems) == {c.name for c in get_question("q2").checks}
+    assert "ended the process it ran in (exit code 0)" in problems["trains the model it is given"]
+
+    stub = (REPO_EXERCISES / "q2_overfit.py").read_text()
+    problems = failed(grade_in_sandbox("q2", tmp_path, stub))
+    assert all("not implemented yet" in message for message in problems.values()) and len(problems) == 4
+
+
+def test_sandboxed_q3_trains_with_the_augmentation_and_uses_the_students_lenet(tmp_path):
+    (tmp_path / "q1_lenet.py").write_text((solutions_dir() / "q1_lenet.py").read_text())
+    source = (solutions_dir() / "q3_augment.py").read_text().replace("EPOCHS = 20", "EPOCHS = 2")
+    result = grade_in_sandbox("q3", tmp_path, source)
+    problems = failed(result)
+    assert set(problems) <= {"smaller generalization gap", "test accuracy"}  # 2 epochs on 1,000 images
+    assert result.meta["model"] == "your build_lenet5()" and result.meta["epochs"] == 2
+
+    without = source.replace('keras.Sequential([keras.Input(x_train.shape[1:]), augmentation, model], name="augmented_model")', "model")
+    assert without != source
+    problems = failed(grade_in_sandbox("q3", tmp_path, without))
+    assert "never applied to the training images" in problems["trains with augmentation on training data only"]

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 # (step, nbgrader arguments); ASSIGNMENT is replaced by the assignment id.
 STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -56,20 +57,24 @@ def grade_assignment(
     feedback: bool = True,
     export_to: Path | None = None,
     regrade: bool = False,
+    sandbox: bool = True,
+    workers: int = 2,
     echo: Callable[[str], None] | None = None,
-) -> tuple[Path, list[str]]:
-    """Run the TA steps for `assignment` in `course_dir`; returns the CSV path and failures.
+) -> GradingOutcome:
+    """Run the TA steps for `assignment` in `course_dir`; returns the CSV path, failures and sandbox corrections.
 
     generate_assignment (when `generate`), collect from the exchange (when `collect`;
     otherwise the submissions must already be in `submitted/<student>/<assignment>/`),
-    autograde, generate_feedback (when `feedback`) and export to CSV. nbgrader autogrades
-    only new or resubmitted notebooks unless `regrade` (its `--force`). A failed autograde
-    (a submission nbgrader could not process) does not stop feedback and export for the
-    others: it is returned in the failures; any other failed step raises `StepFailed`.
+    autograde, the sandbox cross-check (when `sandbox`: `grader.nbgrader.sandbox`, with
+    `workers` processes), generate_feedback (when `feedback`) and export to CSV. nbgrader
+    autogrades only new or resubmitted notebooks unless `regrade` (its `--force`). A failed
+    autograde (a submission nbgrader could not process) does not stop the rest: it is
+    returned in the failures; any other failed step raises `StepFailed`.
     """
     course_dir = Path(course_dir).resolve()
     csv = Path(export_to).resolve() if export_to else course_dir / "grades.csv"
     failures: list[str] = []
+    corrections: list[Any] = []
     for step, args in STEPS:
         if (step == "generate_assignment" and not generate) or (step == "collect" and not collect) or (step == "generate_feedback" and not feedback):
             continue
@@ -88,7 +93,20 @@ def grade_assignment(
             failures.append(str(error))
             if echo:
                 echo(str(error)[-4000:])
-    return csv, failures
+        if step == "autograde" and sandbox:  # the gradebook's scores are final before feedback and export
+            from .sandbox import crosscheck
+
+            corrections = crosscheck(course_dir, assignment, workers=workers, echo=echo)
+    return GradingOutcome(csv, failures, corrections)
+
+
+@dataclasses.dataclass
+class GradingOutcome:
+    """What `grade_assignment` produced: the CSV, the submissions nbgrader failed on, the sandbox's corrections."""
+
+    csv: Path
+    failures: list[str]
+    corrections: list[Any]  # `sandbox.Correction`s
 
 
 @dataclasses.dataclass

@@ -7,11 +7,9 @@ oracle; the reference AlexNet has 61,100,840 parameters.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
-from ..checks import Check, CheckFailed, Context, Question, describe_call, require_type
+from ..checks import Check, CheckFailed, Context, Question, StudentSide, describe_call, require_type
 from ..comparator import ensure
 from ..patching import patched
 from .alexnet_slips import known_alexnet_totals
@@ -123,9 +121,8 @@ def count_hidden_models(ctx: Context) -> str:
     return f"right on {len(models)} more models"
 
 
-@contextlib.contextmanager
-def count_params_watched() -> Iterator[list[str]]:
-    """Record calls to Keras's own `count_params` while the block runs."""
+def count_without_count_params(student: StudentSide, model: Any) -> dict[str, Any]:
+    """Where the student's code runs: their count, and the classes whose Keras `count_params` it called."""
     import keras
 
     calls: list[str] = []
@@ -135,16 +132,18 @@ def count_params_watched() -> Iterator[list[str]]:
         return 0
 
     with patched((keras.layers.Layer, keras.Model), "count_params", watched):
-        yield calls
+        value = student.call(COUNT, model).value
+    return {"value": value, "count_params_calls": calls}
 
 
 def counts_by_walking(ctx: Context) -> str:
     model = ctx.reference_call("build_lenet5", num_classes=3)
     expected = int(model.count_params())
-    # The watcher is entered where the student code runs (this process, or the sandbox).
-    result = ctx.call_with(COUNT, (model,), watch="grader.questions.q5_params:count_params_watched")
-    calls = list(result.watched or [])
-    actual = require_type(result.value, int, describe_call(COUNT, (model,)), "an int")
+    # Runs where the student code runs (this process, or the sandbox). A student who undoes
+    # the watch there can hide the call, but not change the count the grader checks.
+    result = ctx.run_with_student("grader.questions.q5_params:count_without_count_params", model)
+    calls = list(result["count_params_calls"] or [])
+    actual = require_type(result["value"], int, describe_call(COUNT, (model,)), "an int")
     ensure(
         not calls,
         f"`{COUNT}` calls count_params() on a {calls[0] if calls else ''}: the exercise is to add up the "

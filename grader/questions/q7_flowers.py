@@ -10,71 +10,129 @@ The training check has two tiers, chosen by `options["tier"]` or `$CNN_GRADER_TI
   weights=None, 3 epochs: it must run end to end, the loss must fall, the backbone must not move;
 - full (GPU, real data, ImageNet weights from `options["weights"]`/`$CNN_GRADER_WEIGHTS`
   or Keras's cache): test accuracy at least 0.85 after at most 10 epochs.
+
+Student code is reached only through the `Context` seam, so q7 is graded in the sandbox
+(`grade_folder(..., isolated=True)`). The functions named `*_beside_student` run where the
+student's code runs (`Context.run_with_student`: the sandboxed child, else this process):
+they call `preprocess` on images sent to them, build the model with backbone weights the
+grader sends (the child has no network and no files of the grader's), and train it with
+the student's pipeline. What they return is only as trustworthy as the student's process,
+so the grading side measures what it grades itself: it builds and calibrates the model it
+sends, keeps its own copy of the backbone's weights, and scores the returned model on the
+returned preprocessed images with labels that never leave it (test labels never cross).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import io
 import os
+import shutil
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .. import flowers
-from ..checks import Check, CheckFailed, Context, Question, StudentCodeError, describe_call, explain_exception
+from ..checks import Check, CheckFailed, Context, Question, StudentCodeError, StudentSide, explain_exception
 
 MODULE = "q7_flowers"
-# The checks hand the student's preprocess to tf.data and train the student's model in place,
-# so q7 is graded in the grader's process (grader.isolation would need a remote training seam).
-ISOLATION_READY = False
 NAMES = ("preprocess", "split_indices", "build_transfer_model", "train_transfer")
 SIZE = flowers.IMAGE_SIZE
 HEAD_UNITS = 256
 FULL_TARGET = 0.85
 FULL_MAX_EPOCHS = 10
 QUICK_EPOCHS = 3
+TRAINING_SEED = 0
 # Inputs of several sizes and aspect ratios: landscape, portrait, smaller than the crop, panoramic, square.
 TEST_SIZES = ((300, 500), (500, 300), (120, 90), (256, 1000), (224, 224))
 PATTERN_SIZE = (300, 500)
-
-
-# --- calling student code without the cache (random and repeated calls) -----------------------
+EVAL_CHUNK = 256  # data images preprocessed per round trip to the student's process (~150 MB of float32)
+FULL_SANDBOX_WALL_S = 3600.0  # the full tier's sandbox: 8,189 images preprocessed, 10 epochs on a GPU
+FULL_SANDBOX_MEMORY_MB = 24_576
+HERE = "grader.questions.q7_flowers"
 
 
 def call_fresh(ctx: Context, name: str, *args: Any, **kwargs: Any) -> Any:
-    """Call the student's `name` every time (Context.call caches by repr, which numpy abbreviates)."""
-    function = ctx.student(name)
-    if not callable(function):
-        raise StudentCodeError(f"`{name}` should be a function, but it is a {type(function).__name__}.")
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            return function(*args, **kwargs)
-    except Exception as error:  # student code may raise anything
-        raise StudentCodeError(explain_exception(describe_call(name, args, kwargs), error, ctx.source)) from None
+    """Call the student's `name` every time (functions that draw at random; Context.call caches)."""
+    return ctx.call_with(name, args, kwargs, fresh=True).value
 
 
-def to_array(value: Any, call: str) -> np.ndarray:
-    """A returned image as a NumPy array (tensors of any backend accepted)."""
+def image_call(shape: Sequence[int] | None, training: bool) -> str:
+    image = f"<image {shape[0]}x{shape[1]}x3>" if shape is not None and len(shape) >= 2 else "<image>"
+    return f"preprocess({image}, training={training})"
+
+
+def preprocess_beside_student(student: StudentSide, images: Any, trainings: Sequence[bool]) -> dict[str, Any]:
+    """Where the student's code runs: `preprocess(image, training)` for each image (arrays, or a `flowers.pack_images` pack).
+
+    Stops at the first failure; returns the outputs as arrays, the input shapes, and the
+    failure's message (None when every call worked), so the grader reports problems in call order.
+    """
     import keras
 
-    try:
-        return np.asarray(keras.ops.convert_to_numpy(value))
-    except Exception:
-        raise StudentCodeError(f"`{call}` returned {type(value).__name__}; it should return an image (a tensor or array of shape 224x224x3).") from None
+    if isinstance(images, dict):
+        images = [flowers.decode_image(blob) for blob in flowers.unpack_images(images)]
+    outputs: list[np.ndarray] = []
+    shapes = [list(np.shape(image)) for image in images]
+    for image, training in zip(images, trainings):
+        call = image_call(np.shape(image), bool(training))
+        try:
+            value = student.call("preprocess", image, bool(training)).value
+        except StudentCodeError as error:
+            return {"outputs": outputs, "shapes": shapes, "failed": str(error)}
+        try:
+            out = np.asarray(keras.ops.convert_to_numpy(value))
+            if out.dtype == object:
+                raise TypeError("not numbers")
+        except Exception:  # noqa: BLE001 - whatever the student returned
+            return {"outputs": outputs, "shapes": shapes, "failed": not_an_image(value, call)}
+        outputs.append(out)
+    return {"outputs": outputs, "shapes": shapes, "failed": None}
+
+
+def not_an_image(value: Any, call: str) -> str:
+    return f"`{call}` returned {type(value).__name__}; it should return an image (a tensor or array of shape 224x224x3)."
+
+
+def run_preprocess_many(
+    ctx: Context, images: Any, trainings: Sequence[bool], check: Callable[[int, np.ndarray], None] | None = None
+) -> list[np.ndarray]:
+    """The student's `preprocess` of each image (arrays, or a pack), in one round trip.
+
+    Each output is checked in call order to be 224x224x3, then by `check(index, output)`;
+    the first problem is raised, as if the calls had been made one by one.
+    """
+    result = ctx.run_with_student(f"{HERE}:preprocess_beside_student", images, [bool(t) for t in trainings])
+    if not isinstance(result, dict) or not isinstance(result.get("outputs"), list):
+        raise StudentCodeError("The grader's call of your preprocess came back unreadable: something in your code interfered with it.")
+    shapes = result.get("shapes") if isinstance(result.get("shapes"), list) else []
+    outputs = []
+    for index, (out, training) in enumerate(zip(result["outputs"], trainings)):
+        shape = images[index].shape if isinstance(images, list) else (shapes[index] if index < len(shapes) else None)
+        call = image_call(shape, bool(training))
+        if not isinstance(out, np.ndarray) or out.dtype == object or not np.issubdtype(out.dtype, np.number):
+            raise StudentCodeError(not_an_image(out, call))
+        if out.shape != (SIZE, SIZE, 3):
+            shape_text = "x".join(str(d) for d in out.shape)
+            hint = " Drop the batch axis: preprocess works on one image." if out.ndim == 4 else " After resizing the shorter side to 256, crop 224x224 out of it."
+            raise CheckFailed(f"`{call}` returned shape {shape_text}, expected 224x224x3.{hint}")
+        if check is not None:
+            check(index, out)
+        outputs.append(out)
+    if result.get("failed"):
+        raise StudentCodeError(str(result["failed"]))
+    if len(outputs) != len(trainings):
+        raise StudentCodeError("The grader's call of your preprocess came back with missing images: something in your code interfered with it.")
+    return outputs
 
 
 def run_preprocess(ctx: Context, image: np.ndarray, training: bool) -> np.ndarray:
-    call = f"preprocess(<image {image.shape[0]}x{image.shape[1]}x3>, training={training})"
-    out = to_array(call_fresh(ctx, "preprocess", image, training), call)
-    if out.shape != (SIZE, SIZE, 3):
-        shape = "x".join(str(d) for d in out.shape)
-        hint = " Drop the batch axis: preprocess works on one image." if out.ndim == 4 else " After resizing the shorter side to 256, crop 224x224 out of it."
-        raise CheckFailed(f"`{call}` returned shape {shape}, expected 224x224x3.{hint}")
-    return out
+    return run_preprocess_many(ctx, [image], [training])[0]
 
 
 def pattern_image(height: int = PATTERN_SIZE[0], width: int = PATTERN_SIZE[1]) -> np.ndarray:
@@ -106,17 +164,24 @@ def centre(image: np.ndarray) -> np.ndarray:
 
 
 def preprocess_shapes(ctx: Context) -> str:
+    images, trainings = [], []
     for height, width in TEST_SIZES:
         image = np.random.default_rng(height + width).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
         for training in (False, True):
-            out = run_preprocess(ctx, image, training)
-            if out.dtype != np.float32:
-                raise CheckFailed(
-                    f"`preprocess(<image {height}x{width}x3>, training={training})` returned {out.dtype}, expected float32: "
-                    "cast the image (keras.ops.cast(image, 'float32')) before scaling it."
-                )
-            if not np.all(np.isfinite(out)):
-                raise CheckFailed(f"`preprocess(<image {height}x{width}x3>, training={training})` returned NaN or infinite values.")
+            images.append(image)
+            trainings.append(training)
+
+    def check(index: int, out: np.ndarray) -> None:
+        (height, width), training = images[index].shape[:2], trainings[index]
+        if out.dtype != np.float32:
+            raise CheckFailed(
+                f"`preprocess(<image {height}x{width}x3>, training={training})` returned {out.dtype}, expected float32: "
+                "cast the image (keras.ops.cast(image, 'float32')) before scaling it."
+            )
+        if not np.all(np.isfinite(out)):
+            raise CheckFailed(f"`preprocess(<image {height}x{width}x3>, training={training})` returned NaN or infinite values.")
+
+    run_preprocess_many(ctx, images, trainings, check)
     sizes = ", ".join(f"{h}x{w}" for h, w in TEST_SIZES)
     return f"224x224x3 float32 for inputs of {sizes}"
 
@@ -125,8 +190,10 @@ def channel_affine(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel (offset, slope) of the student's pixel scaling, from black and white images."""
 
     def compute() -> tuple[np.ndarray, np.ndarray]:
-        black = run_preprocess(ctx, np.zeros(PATTERN_SIZE + (3,), np.uint8), False).mean(axis=(0, 1))
-        white = run_preprocess(ctx, np.full(PATTERN_SIZE + (3,), 255, np.uint8), False).mean(axis=(0, 1))
+        black, white = (
+            out.mean(axis=(0, 1))
+            for out in run_preprocess_many(ctx, [np.zeros(PATTERN_SIZE + (3,), np.uint8), np.full(PATTERN_SIZE + (3,), 255, np.uint8)], [False, False])
+        )
         return black.astype(np.float64), (white - black).astype(np.float64) / 255.0
 
     return ctx.cached("q7-affine", compute)
@@ -134,8 +201,7 @@ def channel_affine(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
 
 def preprocess_eval_centre(ctx: Context) -> str:
     image = pattern_image()
-    first = run_preprocess(ctx, image, False)
-    second = run_preprocess(ctx, image, False)
+    first, second = run_preprocess_many(ctx, [image, image], [False, False])
     if not np.allclose(first, second, atol=1e-4):
         raise CheckFailed(
             "`preprocess(image, training=False)` gave two different results for the same image: the evaluation crop is random. "
@@ -196,7 +262,7 @@ def best_window(big: np.ndarray, small: np.ndarray, step: int = 4) -> tuple[tupl
 
 def preprocess_train_random(ctx: Context) -> str:
     image = pattern_image()
-    outputs = [run_preprocess(ctx, image, True) for _ in range(4)]
+    outputs = run_preprocess_many(ctx, [image] * 4, [True] * 4)
     if all(np.allclose(outputs[0], other, atol=1e-4) for other in outputs[1:]):
         raise CheckFailed(
             "`preprocess(image, training=True)` gave the same output on 4 calls: when training, take a random 224x224 crop "
@@ -208,10 +274,15 @@ def preprocess_train_random(ctx: Context) -> str:
 # --- the backbone and the value range -----------------------------------------------------------
 
 
-def student_model(ctx: Context, num_classes: int = flowers.NUM_CLASSES) -> Any:
+def student_model(ctx: Context, num_classes: int = flowers.NUM_CLASSES, *, weights_back: bool = True) -> Any:
+    """The student's `build_transfer_model(num_classes, weights=None)` (one call, shared by the checks).
+
+    From the sandbox it comes back with its weights by default: the inference-mode check
+    needs real (random) weights, with which BatchNormalization statistics can move.
+    """
     import keras
 
-    model = ctx.call("build_transfer_model", num_classes=num_classes, weights=None)
+    model = ctx.call_with("build_transfer_model", (), {"num_classes": num_classes, "weights": None}, weights_back=weights_back).value
     if not isinstance(model, keras.Model):
         raise StudentCodeError(f"`build_transfer_model(num_classes={num_classes}, weights=None)` returned {type(model).__name__}; it should return a keras.Model.")
     return model
@@ -235,15 +306,15 @@ def preprocess_value_range(ctx: Context) -> str:
     module = flowers.backbone_module(backbone.name)
     if expected_fn is None:
         raise CheckFailed(f"Your backbone '{backbone.name}' is not one the grader knows from keras.applications, so the expected pixel scaling is unknown; use one of keras.applications' models.")
-    colours = {"black": (0, 0, 0), "white": (255, 255, 255), "red": (255, 0, 0), "blue": (0, 0, 255)}
-    got, want = {}, {}
-    for name, rgb in colours.items():
-        image = np.empty(PATTERN_SIZE + (3,), np.uint8)
-        image[...] = rgb
-        got[name] = run_preprocess(ctx, image, False).mean(axis=(0, 1))
-        expected = expected_fn(np.full((1, 4, 4, 3), rgb, dtype=np.float32))
-        import keras
+    import keras
 
+    colours = {"black": (0, 0, 0), "white": (255, 255, 255), "red": (255, 0, 0), "blue": (0, 0, 255)}
+    images = [np.full(PATTERN_SIZE + (3,), rgb, np.uint8) for rgb in colours.values()]
+    outputs = run_preprocess_many(ctx, images, [False] * len(images))
+    got, want = {}, {}
+    for (name, rgb), out in zip(colours.items(), outputs):
+        got[name] = out.mean(axis=(0, 1))
+        expected = expected_fn(np.full((1, 4, 4, 3), rgb, dtype=np.float32))
         want[name] = np.asarray(keras.ops.convert_to_numpy(expected), dtype=np.float64)[0].mean(axis=(0, 1))
     span = max(float(np.max(np.abs(want["white"] - want["black"]))), 1.0)
     if all(np.allclose(got[n], want[n], atol=0.02 * span) for n in colours):
@@ -425,6 +496,46 @@ def backbone_frozen(ctx: Context) -> str:
     )
 
 
+def build_beside_student(
+    student: StudentSide, constructor_name: str | None, file_name: str | None, input_shape: Sequence[int], pooling: str | None,
+    weights: Sequence[np.ndarray] | None, num_classes: int,
+) -> Any:
+    """Where the student's code runs: write `weights` as a local weights file of keras.applications.<constructor_name>
+    and return what `build_transfer_model(num_classes, weights=PATH)` builds (with its weights); without
+    `constructor_name`, what `build_transfer_model(num_classes, weights=None)` builds.
+
+    The file is written here because the sandboxed child sees none of the grader's files
+    (and has no network for weights='imagenet').
+    """
+    import keras
+
+    if constructor_name is None:
+        return student.call("build_transfer_model", num_classes=num_classes, weights=None).value
+    constructor = getattr(keras.applications, str(constructor_name), None)
+    if constructor is None or not str(constructor_name)[:1].isupper() or not callable(constructor):
+        raise ValueError(f"{constructor_name!r} is not a keras.applications network")
+    folder = Path(tempfile.mkdtemp(prefix="q7-weights-"))
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            fresh = constructor(include_top=False, weights=None, input_shape=tuple(int(d) for d in input_shape), pooling=pooling)
+        fresh.set_weights([np.asarray(w) for w in weights])
+        path = str(folder / Path(str(file_name)).name)
+        fresh.save_weights(path)
+        del fresh
+        return student.call("build_transfer_model", num_classes=num_classes, weights=path).value
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def built_with_backbone_weights(ctx: Context, backbone: Any, constructor: Any, weights: Sequence[np.ndarray], num_classes: int) -> Any:
+    """`build_transfer_model(num_classes, weights=PATH)` with PATH a local file holding `weights` for the backbone."""
+    pooling = "avg" if len(backbone.output.shape) == 2 else None
+    return ctx.run_with_student(
+        f"{HERE}:build_beside_student", constructor.__name__, f"{backbone.name}_notop.weights.h5", list(backbone.input_shape[1:]),
+        pooling, list(weights), num_classes, seed=TRAINING_SEED,
+    )
+
+
 def backbone_pretrained(ctx: Context) -> str:
     backbone = student_backbone(ctx)
     constructor = flowers.backbone_constructor(backbone.name)
@@ -441,28 +552,20 @@ def backbone_pretrained(ctx: Context) -> str:
             f"Your backbone is called '{backbone.name}' but has {count(backbone.weights):,} parameters; "
             f"keras.applications.{constructor.__name__}(include_top=False) has {count(fresh.weights):,}. Use the network as keras.applications builds it."
         )
-    folder = Path(tempfile.mkdtemp(prefix="q7-weights-"))
-    path = str(folder / f"{backbone.name}_notop.weights.h5")
     rng = np.random.default_rng(0)
-    fresh.set_weights([w + rng.normal(0, 0.01, size=w.shape).astype(w.dtype) if w.size else w for w in fresh.get_weights()])
-    fresh.save_weights(path)
+    marked = [w + rng.normal(0, 0.01, size=w.shape).astype(w.dtype) if w.size else w for w in fresh.get_weights()]
     name = constructor.__name__
     try:
-        try:
-            loaded = ctx.call("build_transfer_model", num_classes=flowers.NUM_CLASSES, weights=path)
-        except StudentCodeError as error:
-            raise CheckFailed(
-                f"build_transfer_model(weights=PATH) failed with a local weights file for {name}: {error} "
-                f"Pass the argument straight on: keras.applications.{name}(include_top=False, weights=weights, ...)."
-            ) from None
-        other = flowers.find_backbone(loaded)
-        same = other is not None and len(other.weights) == len(fresh.weights) and all(
-            np.allclose(a.numpy(), b.numpy()) for a, b in zip(other.weights, fresh.weights)
-        )
-    finally:
-        for file in folder.iterdir():
-            file.unlink()
-        folder.rmdir()
+        loaded = built_with_backbone_weights(ctx, backbone, constructor, marked, flowers.NUM_CLASSES)
+    except StudentCodeError as error:
+        raise CheckFailed(
+            f"build_transfer_model(weights=PATH) failed with a local weights file for {name}: {error} "
+            f"Pass the argument straight on: keras.applications.{name}(include_top=False, weights=weights, ...)."
+        ) from None
+    other = flowers.find_backbone(loaded)
+    same = other is not None and len(other.weights) == len(marked) and all(
+        np.shape(a) == np.shape(b) and np.allclose(a.numpy(), b) for a, b in zip(other.weights, marked)
+    )
     if not same:
         raise CheckFailed(
             f"build_transfer_model(weights=PATH) did not load the backbone's weights from PATH: pass the weights argument on, "
@@ -504,7 +607,7 @@ def inference_mode(ctx: Context) -> str:
 
 
 def num_classes_used(ctx: Context) -> str:
-    model = student_model(ctx, num_classes=5)
+    model = student_model(ctx, num_classes=5, weights_back=False)
     problem = head_problem(model, student_backbone(ctx, model), 5)
     if problem:
         raise CheckFailed(f"With num_classes=5: {problem}")
@@ -543,68 +646,217 @@ def usable_split(ctx: Context, labels: np.ndarray) -> tuple[list[np.ndarray], st
         return [np.asarray(p) for p in parts], " (your split_indices was not valid, so the reference split was used)"
 
 
-def explained(ctx: Context, name: str, function: Any) -> Any:
-    """`function`, with what it raises turned into a StudentCodeError that points at the student's line."""
-
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+def tier_settings(ctx: Context, tier: str) -> tuple[flowers.FlowersData, Any, int, int]:
+    """The tier's data, weights, epochs and batch size."""
+    if tier == "full":
         try:
-            return function(*args, **kwargs)
-        except Exception as error:  # student code may raise anything
-            raise StudentCodeError(explain_exception(describe_call(name, args, kwargs), error, ctx.source)) from None
+            data = flowers.load_flowers(setting(ctx, "data", "CNN_GRADER_FLOWERS"))
+        except flowers.DataUnavailable as error:
+            raise CheckFailed(f"Full tier: {error}") from None
+        weights = setting(ctx, "weights", "CNN_GRADER_WEIGHTS", "imagenet")
+        epochs = min(int(setting(ctx, "epochs", "CNN_GRADER_EPOCHS", FULL_MAX_EPOCHS)), FULL_MAX_EPOCHS)
+        return data, weights, epochs, 32
+    return quick_data(ctx), None, int(setting(ctx, "epochs", "CNN_GRADER_EPOCHS", QUICK_EPOCHS)), 8
 
-    return wrapper
+
+def pretrained_model(ctx: Context, num_classes: int, weights: Any) -> Any:
+    """The student's model with pretrained backbone weights (`weights`: 'imagenet' or a weights file).
+
+    The grader loads the weights into its own keras.applications backbone of the student's
+    kind, and hands them over as a local file (`build_beside_student`): the sandboxed child
+    has no network, and no access to the grader's Keras cache or files.
+    """
+    skeleton = student_model(ctx, num_classes, weights_back=False)
+    backbone = student_backbone(ctx, skeleton)
+    constructor = flowers.backbone_constructor(backbone.name)
+    if constructor is None:
+        raise CheckFailed(
+            f"Full tier: your backbone '{backbone.name}' is not a keras.applications network the grader recognises, so it cannot "
+            "load its pretrained weights: build it with keras.applications.<Name>(include_top=False, weights=weights, input_shape=(224, 224, 3))."
+        )
+    pooling = "avg" if len(backbone.output.shape) == 2 else None
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            reference = constructor(include_top=False, weights=weights, input_shape=tuple(backbone.input_shape[1:]), pooling=pooling)
+    except Exception as error:  # no network, a wrong file, ...: the grader's own set-up
+        detail = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+        if weights == "imagenet" and flowers.looks_like_download_failure(str(error)):
+            raise CheckFailed(flowers.weights_unavailable_message(weights, detail)) from None
+        raise CheckFailed(f"Full tier: the grader could not load weights={weights!r} into keras.applications.{constructor.__name__}: {detail}") from None
+    return built_with_backbone_weights(ctx, backbone, constructor, reference.get_weights(), num_classes)
 
 
-def student_functions(ctx: Context) -> dict[str, Any]:
-    functions = {}
-    for name in NAMES:
-        function = ctx.student(name)
-        if not callable(function):
-            raise StudentCodeError(f"`{name}` should be a function, but it is a {type(function).__name__}.")
-        functions[name] = function
-    return functions
+def transfer_model(ctx: Context, data: flowers.FlowersData, weights: Any, tier: str) -> Any:
+    """A fresh model to train, from the student's `build_transfer_model`, with its weights."""
+    import keras
+
+    call = f"build_transfer_model(num_classes={data.num_classes}, weights={'None' if weights is None else 'PATH'})"
+    try:
+        if weights is None:
+            model = ctx.run_with_student(f"{HERE}:build_beside_student", None, None, (), None, None, data.num_classes, seed=TRAINING_SEED)
+        else:
+            model = pretrained_model(ctx, data.num_classes, weights)
+    except StudentCodeError as error:
+        if tier == "full" and weights == "imagenet" and flowers.looks_like_download_failure(str(error)):
+            raise CheckFailed(flowers.weights_unavailable_message(weights, str(error))) from None
+        raise
+    if not isinstance(model, keras.Model):
+        raise StudentCodeError(f"`{call}` returned {type(model).__name__}; it should return a keras.Model.")
+    return model
+
+
+def train_beside_student(
+    student: StudentSide,
+    model: Any,
+    images: dict[str, np.ndarray],
+    labels: np.ndarray,
+    counts: Sequence[int],
+    *,
+    num_classes: int,
+    epochs: int,
+    batch_size: int,
+    shuffle_seed: int,
+) -> dict[str, Any]:
+    """Where the student's code runs: build the tf.data pipelines with the student's `preprocess` and call
+    `train_transfer(model, train_ds, val_ds, epochs)`, recording each epoch's logs and predictions.
+
+    `images` packs the training, validation and test images, in that order (`counts` of
+    each); `labels` are the training and validation labels only: the test images come
+    without theirs (their dataset carries zeros), and are only predicted for the curves.
+    Returns the model as training left it, the history and the per-epoch record.
+    """
+    n_train, n_val, n_test = (int(c) for c in counts)
+    train_idx, val_idx = np.arange(n_train), np.arange(n_train, n_train + n_val)
+    test_idx = np.arange(n_train + n_val, n_train + n_val + n_test)
+    data = flowers.packed_flowers(images, np.concatenate([np.asarray(labels, np.int64), np.zeros(n_test, np.int64)]), num_classes)
+    student.function("train_transfer")
+    preprocess = student.function("preprocess")
+
+    def train(*args: Any) -> Any:
+        return student.call("train_transfer", *args).value
+
+    try:
+        train_ds = flowers.make_dataset(data, train_idx, preprocess, training=True, batch_size=batch_size, shuffle_seed=shuffle_seed)
+        val_ds = flowers.make_dataset(data, val_idx, preprocess, training=False, batch_size=batch_size, cache=True)
+        test_ds = flowers.make_dataset(data, test_idx, preprocess, training=False, batch_size=batch_size, cache=True)
+        with contextlib.redirect_stdout(io.StringIO()):
+            record = flowers.train_recording_epochs(train, model, train_ds, val_ds, epochs, {"validation": val_ds, "test": test_ds})
+        history = flowers.history_dict(record.returned)
+    except CheckFailed:
+        raise
+    except Exception as error:  # student code (or the data) failed somewhere in the pipeline
+        raise CheckFailed(explain_exception(PIPELINE, error, student.source)) from None
+    return {"model": model, "history": history, "logs": record.logs, "probs": record.probs}
+
+
+PIPELINE = "the training pipeline (preprocess inside tf.data, or the model on its batches)"
+
+
+def eval_images(ctx: Context, data: flowers.FlowersData, indices: Sequence[int]) -> Any:
+    """The student's evaluation-mode preprocess of the images `indices`, as arrays of at most EVAL_CHUNK images."""
+    indices = np.asarray(indices, dtype=np.int64)
+    for start in range(0, len(indices), EVAL_CHUNK):
+        chunk = indices[start : start + EVAL_CHUNK]
+        outputs = run_preprocess_many(ctx, flowers.pack_images(data, chunk), [False] * len(chunk))
+        yield np.stack(outputs).astype(np.float32)
+
+
+def predict(model: Any, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """The grader's own predictions (inference mode) of `model` for preprocessed `images`."""
+    try:
+        return np.asarray(model.predict(images, batch_size=batch_size, verbose=0), dtype=np.float64)
+    except Exception as error:  # e.g. a model whose output does not fit its input
+        raise CheckFailed(explain_exception(PIPELINE, error)) from None
+
+
+def measured_scores(probs: np.ndarray, labels: np.ndarray) -> tuple[float, float, float, np.ndarray]:
+    try:
+        return flowers.scores_from_probs(probs, labels)
+    except ValueError as error:
+        raise CheckFailed(f"The trained model cannot be scored: {error}. Its last layer should be Dense(num_classes, activation='softmax').") from None
 
 
 def run_tier(ctx: Context, tier: str) -> tuple[flowers.Experiment, str]:
-    """Run the student's pipeline once for the tier (cached for the report)."""
+    """Run the student's pipeline once for the tier (cached for the report).
+
+    The grader builds and calibrates the model, keeps its backbone's weights, and sends it
+    to `train_beside_student`; it scores the model that comes back itself, on preprocessed
+    images and with labels it holds (the test labels never reach the student's process).
+    """
 
     def compute() -> tuple[flowers.Experiment, str]:
-        if tier == "full":
-            try:
-                data = flowers.load_flowers(setting(ctx, "data", "CNN_GRADER_FLOWERS"))
-            except flowers.DataUnavailable as error:
-                raise CheckFailed(f"Full tier: {error}") from None
-            weights = setting(ctx, "weights", "CNN_GRADER_WEIGHTS", "imagenet")
-            epochs = min(int(setting(ctx, "epochs", "CNN_GRADER_EPOCHS", FULL_MAX_EPOCHS)), FULL_MAX_EPOCHS)
-            batch = 32
-        else:
-            data = quick_data(ctx)
-            weights, epochs, batch = None, int(setting(ctx, "epochs", "CNN_GRADER_EPOCHS", QUICK_EPOCHS)), 8
+        import time
+
+        started = time.perf_counter()
+        data, weights, epochs, batch = tier_settings(ctx, tier)
         parts, note = usable_split(ctx, data.labels)
-        functions = student_functions(ctx)
-        # Call each function once directly first, so a mistake is reported from the student's own line
-        # (inside tf.data or fit, the traceback no longer points there).
-        sample = data.image(int(parts[0][0]))
-        for training in (True, False):
-            call_fresh(ctx, "preprocess", sample, training)
+        # preprocess once directly first, in both modes, so its mistakes are reported from the student's own line
+        run_preprocess_many(ctx, flowers.pack_images(data, parts[0][:1].repeat(2)), [True, False])
+        model = transfer_model(ctx, data, weights, tier)
+        described = flowers.describe_model(model)
+        backbone = flowers.find_backbone(model)
+        calibrate = weights is None and backbone is not None and bool(flowers.batch_norm_layers(backbone))
+        train_eval = np.concatenate(list(eval_images(ctx, data, parts[0] if tier == "quick" else parts[0][:64]))) if tier == "quick" or calibrate else None
+        notes = []
+        if calibrate:
+            images = train_eval[:64]
+            try:
+                flowers.calibrate_batch_norm(backbone, images)
+            except Exception as error:  # the model cannot run on its images
+                raise CheckFailed(explain_exception(PIPELINE, error)) from None
+            notes.append(flowers.calibration_note(len(images)))
+        frozen_before = flowers.backbone_snapshot(model)
+        shapes_before = [tuple(v.shape) for v in model.weights]
+        train_labels = data.labels[parts[0]]
+        loss_before = measured_scores(predict(model, train_eval, batch), train_labels)[0] if tier == "quick" else float("nan")
+        order = np.concatenate(parts)
+        outcome = ctx.run_with_student(
+            f"{HERE}:train_beside_student", model, flowers.pack_images(data, order),
+            data.labels[np.concatenate(parts[:2])], [len(p) for p in parts],
+            num_classes=data.num_classes, epochs=epochs, batch_size=batch, shuffle_seed=TRAINING_SEED, seed=TRAINING_SEED,
+        )
+        trained = outcome.get("model") if isinstance(outcome, dict) else None
+        if not _same_architecture(trained, shapes_before):
+            raise CheckFailed(
+                "The model that train_transfer left behind is not the model it was given: train the model passed in "
+                "(model.fit on it), do not rebuild or replace it."
+            )
+        test_probs = np.concatenate([predict(trained, chunk, batch) for chunk in eval_images(ctx, data, parts[2])])
+        test_labels = data.labels[parts[2]]
+        loss_after = measured_scores(predict(trained, train_eval, batch), train_labels)[0] if tier == "quick" else float("nan")
+        labels = {"validation": data.labels[parts[1]], "test": test_labels}
+        try:  # what the student's process reports per epoch: shown in the report, never graded
+            curves = flowers.epoch_curves(list(outcome["logs"]), dict(outcome["probs"]), labels)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+            curves = {k: [] for k in flowers.CURVE_KEYS}
         try:
-            model = call_fresh(ctx, "build_transfer_model", num_classes=data.num_classes, weights=weights)
-        except StudentCodeError as error:
-            if tier == "full" and weights == "imagenet" and flowers.looks_like_download_failure(str(error)):
-                raise CheckFailed(flowers.weights_unavailable_message(weights, str(error))) from None
-            raise
-        functions["build_transfer_model"] = lambda **kwargs: model
-        functions["train_transfer"] = explained(ctx, "train_transfer", functions["train_transfer"])
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):
-                experiment, _ = flowers.run_experiment(functions, data, tier=tier, weights=weights, epochs=epochs, batch_size=batch, split=parts)
-        except CheckFailed:
-            raise
-        except Exception as error:  # student code (or the data) failed somewhere in the pipeline
-            raise CheckFailed(explain_exception("the training pipeline (preprocess inside tf.data, or the model on its batches)", error, ctx.source)) from None
+            history = flowers.history_dict(outcome.get("history"))
+        except (TypeError, ValueError, AttributeError):
+            history = {}
+        measured_scores(test_probs, test_labels)
+        experiment = flowers.make_experiment(
+            described, data, parts, tier=tier, weights=weights, epochs=epochs, batch_size=batch, curves=curves,
+            test_probs=test_probs, test_labels=test_labels, history=history, notes=notes,
+            drift=flowers.backbone_drift(trained, frozen_before), loss_before=loss_before, loss_after=loss_after,
+            seconds=time.perf_counter() - started,
+        )
         return experiment, note
 
     return ctx.cached(("q7-experiment", tier), compute)
+
+
+def _same_architecture(model: Any, shapes: Sequence[tuple[int, ...]]) -> bool:
+    import keras
+
+    return isinstance(model, keras.Model) and [tuple(v.shape) for v in model.weights] == list(shapes)
+
+
+def sandbox_limits(limits: Any, options: dict[str, Any]) -> Any:
+    """The sandbox of the full tier preprocesses 8,189 images and trains 10 epochs: more time and memory (read by grader.isolation)."""
+    tier = str(options.get("tier") or os.environ.get("CNN_GRADER_TIER") or "quick").lower()
+    if tier != "full":
+        return limits
+    return dataclasses.replace(limits, wall_s=max(limits.wall_s, FULL_SANDBOX_WALL_S), memory_mb=max(limits.memory_mb, FULL_SANDBOX_MEMORY_MB))
 
 
 def json_safe(value: Any) -> Any:
