@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from .isolation import Limits
 from .paths import exercises_dir, solutions_dir
 from .quiet import silence_frameworks
 
@@ -69,8 +70,6 @@ def check_command(
         notice = slow_tier_notice(TIERS[tier])
         if notice:
             click.echo(notice, err=as_json)  # keep stdout pure JSON
-    from .isolation import Limits
-
     limits = Limits(threads=os.cpu_count() or 1)  # one student on this machine: the sandbox may use every core
     results = [
         grade_folder(q, folder, include_hidden=not public, options=options, isolated=not in_process, limits=limits)
@@ -194,7 +193,7 @@ def report_command(question: str, folder: Path | None, solutions: bool, out: Pat
 @click.option("--regrade", multiple=True, metavar="STUDENT", help="Grade STUDENT again even if already graded (repeatable).")
 @click.option("--cluster", metavar="ADDRESS", help="Send the jobs to this Dask scheduler (e.g. tcp://gpu-head:8786) instead of local workers.")
 @click.option("--question-timeout", type=click.FloatRange(min=1), default=300, show_default=True, help="Wall-clock seconds per question of one submission (training questions get at least their tier's time limit plus 4 minutes).")
-@click.option("--memory-mb", type=click.IntRange(min=256), default=3072, show_default=True, help="Memory a question's sandbox may use on top of TensorFlow's own.")
+@click.option("--memory-mb", type=click.IntRange(min=256), default=Limits.memory_mb, show_default=True, help="Memory a question's sandbox may use on top of what the framework maps at import.")
 @click.option("--assignment", default="cnn", show_default=True, help="Assignment name for the CSV.")
 @click.option("--duedate", default="", help="Due date for the CSV (informational).")
 @click.option("--roster", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="CSV with student_id, first_name, last_name, email.")
