@@ -292,6 +292,11 @@ def total_params(layers: Sequence[LayerTrace]) -> int:
     return sum(seen.values())
 
 
+def weight_shapes(model: Any) -> list[tuple[int, ...]]:
+    """The shapes of a model's weights, in order: what a sandboxed process must hand back unchanged after training."""
+    return [tuple(int(d) for d in w.shape) for w in getattr(model, "weights", [])]
+
+
 def ensure(condition: bool, message: str) -> None:
     """Raise `CheckFailed(message)` unless `condition` holds."""
     if not condition:

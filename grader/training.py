@@ -447,6 +447,10 @@ def run_student_training(
     returned untrained. `run.layer_calls` lists the `training` flags of the calls of
     `extra_args[watch_layer_arg]` while training.
     """
+    import keras
+
+    from .comparator import weight_shapes
+
     data = [np.array(a) for a in (split.x_train, split.y_train, split.x_val, split.y_val)]  # writable copies
     before = weights_snapshot(model)
     started = time.monotonic()
@@ -458,6 +462,11 @@ def run_student_training(
     watch = TrainingWatch.from_json(outcome["watch"])
     trained = outcome["model"]
     ctx.meta.update(wall_s=round(wall_s, 1), epochs=watch.epochs_run)
+    if not isinstance(trained, keras.Model) or weight_shapes(trained) != weight_shapes(model):
+        raise CheckFailed(
+            f"The model that `{function}` left behind is not the model it was given: train the model passed in "
+            "(model.fit on it), do not rebuild or replace it."
+        )
 
     if watch.time_limit_hit or watch.elapsed > tier.time_limit_s * 1.05:
         where = f" during epoch {watch.epochs_run + 1}" if watch.time_limit_hit else ""

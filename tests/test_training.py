@@ -507,3 +507,30 @@ def test_sandboxed_q3_trains_with_the_augmentation_and_uses_the_students_lenet(t
     assert without != source
     problems = failed(grade_in_sandbox("q3", tmp_path, without))
     assert "never applied to the training images" in problems["trains with augmentation on training data only"]
+
+
+def test_sandboxed_model_swapped_for_another_is_refused(tmp_path):
+    # The student's process could hand back any model: the grader only grades the architecture it sent.
+    source = FIT_BRIEFLY + textwrap.dedent("""
+    import grader.training as training
+
+    _real = training.train_beside_student
+
+
+    def swapped(student, function, model, *args, **kwargs):
+        outcome = _real(student, function, model, *args, **kwargs)
+        other = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
+        fit_briefly(other, *args)
+        outcome["model"] = other
+        return outcome
+
+
+    training.train_beside_student = swapped
+
+
+    def train_until_overfit(model, x_train, y_train, x_val, y_val):
+        return fit_briefly(model, x_train, y_train, x_val, y_val).history
+    """)
+    problems = failed(grade_in_sandbox("q2", tmp_path, source))
+    assert set(problems) == {c.name for c in get_question("q2").checks}
+    assert "left behind is not the model it was given" in problems["trains the model it is given"]

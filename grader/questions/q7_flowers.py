@@ -39,6 +39,7 @@ import numpy as np
 
 from .. import flowers
 from ..checks import Check, CheckFailed, Context, Question, StudentCodeError, StudentSide, explain_exception
+from ..comparator import weight_shapes
 
 MODULE = "q7_flowers"
 NAMES = ("preprocess", "split_indices", "build_transfer_model", "train_transfer")
@@ -787,6 +788,8 @@ def run_tier(ctx: Context, tier: str) -> tuple[flowers.Experiment, str]:
     def compute() -> tuple[flowers.Experiment, str]:
         import time
 
+        import keras
+
         started = time.perf_counter()
         data, weights, epochs, batch = tier_settings(ctx, tier)
         parts, note = usable_split(ctx, data.labels)
@@ -806,7 +809,7 @@ def run_tier(ctx: Context, tier: str) -> tuple[flowers.Experiment, str]:
                 raise CheckFailed(explain_exception(PIPELINE, error)) from None
             notes.append(flowers.calibration_note(len(images)))
         frozen_before = flowers.backbone_snapshot(model)
-        shapes_before = [tuple(v.shape) for v in model.weights]
+        shapes_before = weight_shapes(model)
         train_labels = data.labels[parts[0]]
         loss_before = measured_scores(predict(model, train_eval, batch), train_labels)[0] if tier == "quick" else float("nan")
         order = np.concatenate(parts)
@@ -816,7 +819,7 @@ def run_tier(ctx: Context, tier: str) -> tuple[flowers.Experiment, str]:
             num_classes=data.num_classes, epochs=epochs, batch_size=batch, shuffle_seed=TRAINING_SEED, seed=TRAINING_SEED,
         )
         trained = outcome.get("model") if isinstance(outcome, dict) else None
-        if not _same_architecture(trained, shapes_before):
+        if not isinstance(trained, keras.Model) or weight_shapes(trained) != shapes_before:
             raise CheckFailed(
                 "The model that train_transfer left behind is not the model it was given: train the model passed in "
                 "(model.fit on it), do not rebuild or replace it."
@@ -843,12 +846,6 @@ def run_tier(ctx: Context, tier: str) -> tuple[flowers.Experiment, str]:
         return experiment, note
 
     return ctx.cached(("q7-experiment", tier), compute)
-
-
-def _same_architecture(model: Any, shapes: Sequence[tuple[int, ...]]) -> bool:
-    import keras
-
-    return isinstance(model, keras.Model) and [tuple(v.shape) for v in model.weights] == list(shapes)
 
 
 def sandbox_limits(limits: Any, options: dict[str, Any]) -> Any:
