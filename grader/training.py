@@ -23,7 +23,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -716,6 +716,23 @@ class Bound:
 
     def describe(self) -> str:
         return f"{'>=' if self.at_least else '<='} {self.value:g}"
+
+
+def train_fresh_lenet(
+    ctx: Context, function: str, *, seed: int, extra_args: Callable[[], tuple] = tuple, watch_layer_arg: int | None = None
+) -> TrainingRun:
+    """Train a fresh LeNet-5 (`reference_lenet`) with the student's `function` on the tier's data.
+
+    `extra_args()` gives the arguments passed after the model (built once the tier is in
+    the meta); the model in use is named in `ctx.meta["model"]`.
+    """
+    tier = tier_from_options(ctx.options)
+    ctx.meta.update(base_meta(tier))
+    split = split_for(tier)
+    extra = extra_args()
+    model, which = reference_lenet(ctx, seed)
+    ctx.meta["model"] = which
+    return run_student_training(ctx, function, model, *extra, tier=tier, split=split, seed=seed, watch_layer_arg=watch_layer_arg)
 
 
 def build_student_lenet(student: StudentSide) -> dict[str, Any]:

@@ -15,6 +15,7 @@ never touched.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -38,14 +39,19 @@ class Correction:
         return f"{self.student} {self.cell}: notebook {self.notebook_score:g}, sandbox {sandbox} ({action})"
 
 
-def autograded_points(question_id: str, result: Mapping[str, Any]) -> float:
-    """The points of a sandboxed question result that the notebook's test cell grades (hand-graded answers left out)."""
+@functools.lru_cache(maxsize=None)
+def _checks_graded_by_hand(question_id: str) -> frozenset[str]:
     from ..notebook import checks_graded_by_hand
     from ..questions import get_question
     from .build import written_answers
 
     question = get_question(question_id)
-    by_hand = set(checks_graded_by_hand(question, tuple(written_answers(question))))
+    return frozenset(checks_graded_by_hand(question, tuple(written_answers(question))))
+
+
+def autograded_points(question_id: str, result: Mapping[str, Any]) -> float:
+    """The points of a sandboxed question result that the notebook's test cell grades (hand-graded answers left out)."""
+    by_hand = _checks_graded_by_hand(question_id)
     return float(sum(float(check["points"]) for check in result["checks"] if check["name"] not in by_hand))
 
 

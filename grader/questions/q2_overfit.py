@@ -25,14 +25,11 @@ from ..training import (
     Bound,
     Generalization,
     TrainingRun,
-    base_meta,
     best_epoch,
     measured_generalization,
-    reference_lenet,
-    run_student_training,
-    training_sandbox_limits,
-    split_for,
     tier_from_options,
+    train_fresh_lenet,
+    training_sandbox_limits,
     verify_history,
     write_learning_curves,
 )
@@ -84,14 +81,9 @@ def training_run(ctx: Context) -> TrainingRun:
     """Train a fresh LeNet-5 with the student's function once per grading run."""
 
     def compute() -> TrainingRun:
-        tier = tier_from_options(ctx.options)
-        ctx.meta.update(base_meta(tier))
-        split = split_for(tier)
-        model, which = reference_lenet(ctx, SEED)
-        ctx.meta["model"] = which
-        run = run_student_training(ctx, FUNCTION, model, tier=tier, split=split, seed=SEED)
+        run = train_fresh_lenet(ctx, FUNCTION, seed=SEED)
         ctx.meta["best_epoch"] = best_epoch(run.history)
-        write_learning_curves(ctx, run, "q2_learning_curves", f"q2: {FUNCTION} ({tier.name} tier, {which})")
+        write_learning_curves(ctx, run, "q2_learning_curves", f"q2: {FUNCTION} ({run.tier.name} tier, {ctx.meta['model']})")
         return run
 
     return ctx.cached("q2-run", compute)

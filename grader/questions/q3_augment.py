@@ -28,14 +28,12 @@ from ..training import (
     Bound,
     Generalization,
     TrainingRun,
-    base_meta,
     measured_generalization,
     plots_dir,
-    reference_lenet,
-    run_student_training,
-    training_sandbox_limits,
     split_for,
     tier_from_options,
+    train_fresh_lenet,
+    training_sandbox_limits,
     verify_history,
     write_learning_curves,
 )
@@ -225,21 +223,19 @@ def write_augmentation_grid(ctx: Context) -> None:
 
 def training_run(ctx: Context) -> TrainingRun:
     def compute() -> TrainingRun:
-        tier = tier_from_options(ctx.options)
-        ctx.meta.update(base_meta(tier))
-        split = split_for(tier)
-        layer = augmentation(ctx)
-        write_augmentation_grid(ctx)
-        model, which = reference_lenet(ctx, SEED)
-        ctx.meta["model"] = which
-        run = run_student_training(ctx, TRAIN, model, layer, tier=tier, split=split, seed=SEED, watch_layer_arg=0)
+        def augmentation_with_grid() -> tuple:
+            layer = augmentation(ctx)
+            write_augmentation_grid(ctx)
+            return (layer,)
+
+        run = train_fresh_lenet(ctx, TRAIN, seed=SEED, extra_args=augmentation_with_grid, watch_layer_arg=0)
         if not run.layer_calls or all(training is False for training in run.layer_calls):
             raise CheckFailed(
                 f"Your augmentation was never applied to the training images: `{TRAIN}` trained without it. Put it "
                 "in front of the model, e.g. keras.Sequential([augmentation, model]), and fit that, so that fit "
                 "passes each training batch through it (with training=True)."
             )
-        write_learning_curves(ctx, run, "q3_learning_curves", f"q3: {TRAIN} ({tier.name} tier, {which})")
+        write_learning_curves(ctx, run, "q3_learning_curves", f"q3: {TRAIN} ({run.tier.name} tier, {ctx.meta['model']})")
         return run
 
     return ctx.cached("q3-run", compute)

@@ -528,11 +528,23 @@ def build_beside_student(
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def backbone_shape(backbone: Any) -> tuple[tuple[int, ...], str | None]:
+    """The input shape and pooling the student's backbone was built with (what a twin of it needs)."""
+    return tuple(backbone.input_shape[1:]), "avg" if len(backbone.output.shape) == 2 else None
+
+
+def applications_twin(constructor: Any, backbone: Any, weights: Any) -> Any:
+    """keras.applications' own network of the student's backbone kind, shaped like it, with `weights`."""
+    input_shape, pooling = backbone_shape(backbone)
+    with contextlib.redirect_stdout(io.StringIO()):
+        return constructor(include_top=False, weights=weights, input_shape=input_shape, pooling=pooling)
+
+
 def built_with_backbone_weights(ctx: Context, backbone: Any, constructor: Any, weights: Sequence[np.ndarray], num_classes: int) -> Any:
     """`build_transfer_model(num_classes, weights=PATH)` with PATH a local file holding `weights` for the backbone."""
-    pooling = "avg" if len(backbone.output.shape) == 2 else None
+    input_shape, pooling = backbone_shape(backbone)
     return ctx.run_with_student(
-        f"{HERE}:build_beside_student", constructor.__name__, f"{backbone.name}_notop.weights.h5", list(backbone.input_shape[1:]),
+        f"{HERE}:build_beside_student", constructor.__name__, f"{backbone.name}_notop.weights.h5", list(input_shape),
         pooling, list(weights), num_classes, seed=TRAINING_SEED,
     )
 
@@ -545,9 +557,7 @@ def backbone_pretrained(ctx: Context) -> str:
             f"Your backbone '{backbone.name}' is not a keras.applications network the grader recognises: build it with "
             "keras.applications.<Name>(include_top=False, weights=weights, input_shape=(224, 224, 3)) and keep its name."
         )
-    pooling = "avg" if len(backbone.output.shape) == 2 else None
-    with contextlib.redirect_stdout(io.StringIO()):
-        fresh = constructor(include_top=False, weights=None, input_shape=tuple(backbone.input_shape[1:]), pooling=pooling)
+    fresh = applications_twin(constructor, backbone, None)
     if count(fresh.weights) != count(backbone.weights):
         raise CheckFailed(
             f"Your backbone is called '{backbone.name}' but has {count(backbone.weights):,} parameters; "
@@ -675,10 +685,8 @@ def pretrained_model(ctx: Context, num_classes: int, weights: Any) -> Any:
             f"Full tier: your backbone '{backbone.name}' is not a keras.applications network the grader recognises, so it cannot "
             "load its pretrained weights: build it with keras.applications.<Name>(include_top=False, weights=weights, input_shape=(224, 224, 3))."
         )
-    pooling = "avg" if len(backbone.output.shape) == 2 else None
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            reference = constructor(include_top=False, weights=weights, input_shape=tuple(backbone.input_shape[1:]), pooling=pooling)
+        reference = applications_twin(constructor, backbone, weights)
     except Exception as error:  # no network, a wrong file, ...: the grader's own set-up
         detail = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
         if weights == "imagenet" and flowers.looks_like_download_failure(str(error)):
