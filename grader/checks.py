@@ -14,19 +14,36 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import math
 import re
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+from . import diagnoses
+from .diagnoses import Diagnosis
+from .options import DEFAULT_WALL_S, GradingOptions, Limits, Transfer
+from .results import CheckResult, QuestionResult, internal_error_message
+from .text import clean, clean_data
 
 
 class CheckFailed(Exception):
-    """A check did not pass; the message is written for the student."""
+    """A check did not pass; the message is written for the student, the diagnosis id for the class dashboard."""
+
+    stdout: str = ""  # what student code printed before it failed, when it did
+
+    def __init__(self, message: str = "", *, diagnosis: str | None = None) -> None:
+        super().__init__(message)
+        self.diagnosis = diagnosis  # a `grader.diagnoses` id, declared beside the check that raises it
 
 
 class StudentCodeError(CheckFailed):
     """Student code raised, or returned something of the wrong kind."""
+
+
+class UserFacingError(Exception):
+    """An error whose message is written for the user: the CLI prints it without a traceback."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,20 +52,76 @@ class Check:
 
     name: str
     points: float
-    run: Callable[["Context"], str]
+    run: Callable[[Context], str]
     hidden: bool = False
     screens_answer: str | None = None  # the written answer this check only screens (a hand grade can replace it)
+    diagnoses: tuple[Diagnosis, ...] = ()  # the misconceptions this check recognises (ids its failures carry)
+
+
+@dataclasses.dataclass(frozen=True)
+class WrittenAnswer:
+    """A written answer (a string the student assigns) graded by hand in nbgrader, with its rubric."""
+
+    name: str
+    points: float
+    rubric: str = ""  # Markdown for the graders; `{points}` is filled in. Empty: a generic rubric.
+
+
+@dataclasses.dataclass(frozen=True)
+class Training:
+    """How a question trains: what the engine, the CLI and the notebook API must know beforehand."""
+
+    # The notice printed before grading when the chosen tier will be slow on this machine (None: no notice).
+    notice: Callable[[GradingOptions], str | None]
+    # Names of other questions' functions that the notebook API passes along when the
+    # notebook defines them (q2/q3 train the student's own `build_lenet5`).
+    borrows: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
 class Question:
-    """A question: the file it lives in, the names students define, and its checks."""
+    """A question, and everything the engine, CLI, notebook API, sandbox, nbgrader and batch need to know of it.
+
+    Adding a question is a module in `grader/questions/` that ends in one `QUESTION = Question(...)`
+    declaration, a stub in `exercises/`, a reference in `solutions/`, and a line in the registry.
+    """
 
     id: str
     title: str
     module: str
     names: tuple[str, ...]
     checks: tuple[Check, ...]
+    # Seconds the sandbox gives the question when the run sets no limit: student code still running
+    # then is stopped and reported (an endless loop in a structural question is reported within a minute).
+    time_limit_s: float = DEFAULT_WALL_S
+    # The sandbox limits this question needs beyond that, given the run's (e.g. a training tier's time).
+    sandbox_limits: Callable[[Limits, GradingOptions], Limits] | None = None
+    training: Training | None = None  # set on questions that train a network
+    written_answers: tuple[WrittenAnswer, ...] = ()  # answers graded by hand (nbgrader), besides the checks
+    report: str | None = None  # "grader.module:function" that `grader report` runs for this question
+    # `Context.cached` keys (or their first element) that are computed from reference code alone:
+    # a batch worker computes them once for the whole class.
+    shared_cache_keys: frozenset[str] = frozenset()
+
+    def limits_for(self, limits: Limits, options: GradingOptions) -> Limits:
+        """`limits` as this question needs them under `options` (its own time limit where the run set none)."""
+        if limits.wall_s is None:
+            limits = dataclasses.replace(limits, wall_s=self.time_limit_s)
+        return self.sandbox_limits(limits, options) if self.sandbox_limits is not None else limits
+
+    @property
+    def manual_points(self) -> float:
+        """Points graded by hand (written answers), not part of `max_score`."""
+        return float(sum(answer.points for answer in self.written_answers))
+
+    def checks_screening(self, answers: Collection[str]) -> tuple[str, ...]:
+        """The names of the checks that only screen the written answers `answers` (a hand grade replaces them)."""
+        return tuple(check.name for check in self.checks if check.screens_answer in answers)
+
+    def without_checks_screening(self, answers: Collection[str]) -> Question:
+        """This question without the checks that only screen `answers` (graded by hand elsewhere)."""
+        screening = set(self.checks_screening(answers))
+        return dataclasses.replace(self, checks=tuple(c for c in self.checks if c.name not in screening))
 
     @property
     def max_score(self) -> float:
@@ -57,49 +130,6 @@ class Question:
     @property
     def filename(self) -> str:
         return f"{self.module}.py"
-
-
-@dataclasses.dataclass
-class CheckResult:
-    name: str
-    passed: bool
-    points: float
-    max_points: float
-    message: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-@dataclasses.dataclass
-class QuestionResult:
-    question: str
-    title: str
-    checks: list[CheckResult]
-    meta: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    @property
-    def score(self) -> float:
-        return float(sum(check.points for check in self.checks))
-
-    @property
-    def max_score(self) -> float:
-        return float(sum(check.max_points for check in self.checks))
-
-    @property
-    def passed(self) -> bool:
-        return all(check.passed for check in self.checks)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = {
-            "question": self.question,
-            "score": self.score,
-            "max_score": self.max_score,
-            "checks": [check.to_dict() for check in self.checks],
-        }
-        if self.meta:
-            data["meta"] = self.meta
-        return data
 
 
 def describe_call(name: str, args: tuple = (), kwargs: Mapping[str, Any] | None = None) -> str:
@@ -164,6 +194,7 @@ class StudentCall:
     stdout: str = ""
     args: tuple = ()
     kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    diagnosis: str | None = None  # when the call raised: what kind of failure it was
 
 
 def explain_failure(call: str, error: BaseException, source: str | None = None) -> str:
@@ -183,17 +214,25 @@ class StudentSide:
     function raises into a `StudentCodeError` that points at the student's line.
     """
 
-    def __init__(self, namespace: Mapping[str, Any], source: str | None, stdout: Callable[[], Any] = io.StringIO) -> None:
+    def __init__(
+        self, namespace: Mapping[str, Any], source: str | None, stdout: Callable[[], Any] = io.StringIO
+    ) -> None:
         self.namespace = namespace
         self.source = source
         self._stdout = stdout
 
     def function(self, name: str) -> Callable[..., Any]:
         if name not in self.namespace:
-            raise StudentCodeError(f"`{name}` is not defined in {Path(self.source or 'your file').name}: keep the name and signature from the stub.")
+            raise StudentCodeError(
+                f"`{name}` is not defined in {Path(self.source or 'your file').name}: keep the name and signature from the stub.",
+                diagnosis=diagnoses.MISSING_NAME.id,
+            )
         function = self.namespace[name]
         if not callable(function):
-            raise StudentCodeError(f"`{name}` should be a function, but it is a {type(function).__name__}.")
+            raise StudentCodeError(
+                f"`{name}` should be a function, but it is a {type(function).__name__}.",
+                diagnosis=diagnoses.WRONG_TYPE.id,
+            )
         return function
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> StudentCall:
@@ -203,9 +242,12 @@ class StudentSide:
         try:
             with contextlib.redirect_stdout(buffer):
                 value = function(*args, **kwargs)
-        except (Exception, SystemExit) as error:  # student code may raise anything
-            failure = StudentCodeError(explain_failure(describe_call(name, args, kwargs), error, self.source))
-            failure.stdout = buffer.getvalue()  # type: ignore[attr-defined]
+        except (Exception, SystemExit) as error:  # noqa: BLE001 - student code may raise anything
+            failure = StudentCodeError(
+                explain_failure(describe_call(name, args, kwargs), error, self.source),
+                diagnosis=diagnoses.for_exception(error).id,
+            )
+            failure.stdout = buffer.getvalue()
             raise failure from None
         return StudentCall(value, buffer.getvalue(), tuple(args), dict(kwargs))
 
@@ -220,11 +262,28 @@ def resolve_grader_function(dotted: str) -> Callable[..., Any]:
     return getattr(importlib.import_module(module), attribute)
 
 
+class StudentProcess(Protocol):
+    """Where student code runs when it does not run in the grader's process (`grader.sandbox.IsolatedExecutor`)."""
+
+    names: Mapping[str, str]  # the submission's names: "function" or "value"
+
+    def value(self, name: str) -> Any: ...
+
+    def call(
+        self, name: str, args: tuple = (), kwargs: Mapping[str, Any] | None = None, *, transfer: Transfer = ...
+    ) -> StudentCall: ...
+
+    def run(
+        self, target: str, args: tuple = (), kwargs: Mapping[str, Any] | None = None, *, seed: int | None = None
+    ) -> Any: ...
+
+
 class Context:
     """What a check sees: the student's objects, the reference's, and a cache shared by the checks."""
 
-    # `cached` keys (or their first element) computed by the grader alone, from reference code.
-    SHAREABLE_KEYS = frozenset({"trace-reference", "hidden-sequential", "q5-hidden-models"})
+    # `cached` keys (or their first element) that generic code computes from reference code alone;
+    # a question adds its own in `Question.shared_cache_keys`.
+    SHAREABLE_KEYS = frozenset({"trace-reference"})
 
     def __init__(
         self,
@@ -234,12 +293,12 @@ class Context:
         *,
         source: str | None = None,
         load_error: str | None = None,
-        options: Mapping[str, Any] | None = None,
-        executor: Any | None = None,
+        options: GradingOptions | None = None,
+        executor: StudentProcess | None = None,
         shared: dict[Any, Any] | None = None,
     ) -> None:
         self.question = question
-        self.executor = executor  # None: call student code in this process; else an `isolation.IsolatedExecutor`
+        self.executor = executor  # None: call student code in this process; else a `sandbox.IsolatedExecutor`
         # Reference results kept across submissions. Only safe when student code never
         # touches the grader's objects, i.e. with an isolated executor.
         self.shared = shared if executor is not None else None
@@ -247,7 +306,7 @@ class Context:
         self.reference = reference
         self.source = source
         self.load_error = load_error
-        self.options = dict(options or {})
+        self.options = options if options is not None else GradingOptions()
         self.meta: dict[str, Any] = {}
         self._cache: dict[Any, Any] = {}
         self.last_stdout = ""
@@ -255,11 +314,12 @@ class Context:
     def student(self, name: str) -> Any:
         """The student's object called `name`, or a failure that says it is missing."""
         if self.load_error:
-            raise StudentCodeError(self.load_error)
+            raise StudentCodeError(self.load_error, diagnosis=diagnoses.LOAD_ERROR.id)
         defined = self.executor.names if self.executor is not None else self.submission
         if name not in defined:
             raise StudentCodeError(
-                f"`{name}` is not defined in {self.question.filename}: keep the name and signature from the stub."
+                f"`{name}` is not defined in {self.question.filename}: keep the name and signature from the stub.",
+                diagnosis=diagnoses.MISSING_NAME.id,
             )
         return self.executor.value(name) if self.executor is not None else self.submission[name]
 
@@ -273,61 +333,56 @@ class Context:
         args: tuple = (),
         kwargs: Mapping[str, Any] | None = None,
         *,
-        send_back_args: bool = False,
-        weights: bool = False,
-        weights_back: bool = False,
+        transfer: Transfer = Transfer.ARCHITECTURE,
         fresh: bool = False,
-    ) -> "StudentCall":
-        """`call` with options for isolated grading; returns value, stdout and the arguments after the call.
+    ) -> StudentCall:
+        """`call` that returns value, stdout and the arguments after the call; `transfer` says how models cross.
 
         In-process the arguments are the very objects passed (a model trained in place is
-        the caller's). In the sandbox, `send_back_args=True` returns the arguments as the
-        call left them (models with their weights: what training changed); `weights` sends
-        model arguments with weights (default: architecture only, rebuilt with zero
-        weights); `weights_back` returns a returned model with its weights; `fresh` calls
-        again even when the same call was made before (functions that draw at random).
+        the caller's). In the sandbox models cross as `transfer` says (`Transfer.ROUND_TRIP`:
+        the arguments come back as the call left them). `fresh` calls again even when the
+        same call was made before (functions that draw at random).
         """
         kwargs = dict(kwargs or {})
-        key = ("student", name, _call_key(args, kwargs), send_back_args, weights, weights_back)
+        key = ("student", name, _call_key(args, kwargs), transfer)
         if key in self._cache and not fresh:
             outcome, result, _ = self._cache[key]
         else:
             if self.executor is not None:
-                outcome, result = self._call_isolated(name, args, kwargs, send_back_args, weights, weights_back)
+                outcome, result = self._call_isolated(name, args, kwargs, transfer)
             else:
                 outcome, result = self._call_here(name, args, kwargs)
             if not fresh:
                 self._cache[key] = (outcome, result, (args, kwargs))  # keeps the arguments alive: ids stay unique
         self.last_stdout = result.stdout
         if outcome == "raised":
-            raise StudentCodeError(result.value)
+            raise StudentCodeError(result.value, diagnosis=result.diagnosis)
         return result
 
-    def _call_here(self, name: str, args: tuple, kwargs: dict[str, Any]) -> tuple[str, "StudentCall"]:
+    def _call_here(self, name: str, args: tuple, kwargs: dict[str, Any]) -> tuple[str, StudentCall]:
         self.student(name)  # the load error, or "not defined in <the question's file>"
         try:
             return "ok", StudentSide(self.submission, self.source).call(name, *args, **kwargs)
         except StudentCodeError as error:
-            return "raised", StudentCall(str(error), getattr(error, "stdout", ""), tuple(args), dict(kwargs))
+            return "raised", StudentCall(str(error), error.stdout, tuple(args), dict(kwargs), error.diagnosis)
 
     def _call_isolated(
-        self, name: str, args: tuple, kwargs: dict[str, Any], send_back_args: bool, weights: bool, weights_back: bool
-    ) -> tuple[str, "StudentCall"]:
+        self, name: str, args: tuple, kwargs: dict[str, Any], transfer: Transfer
+    ) -> tuple[str, StudentCall]:
         if self.load_error:
             raise StudentCodeError(self.load_error)
+        assert self.executor is not None
         kind = self.executor.names.get(name)
         if kind is None:
             self.student(name)  # raises the "not defined" message
         if kind != "function":
             raise StudentCodeError(f"`{name}` should be a function, but it is a {type(self.student(name)).__name__}.")
         try:
-            result = self.executor.call(
-                name, args, kwargs, send_back_args=send_back_args, weights=weights, weights_back=weights_back
-            )
+            result = self.executor.call(name, args, kwargs, transfer=transfer)
         except StudentCodeError as error:
             if getattr(error, "cacheable", True) is False:
                 raise
-            return "raised", StudentCall(str(error), getattr(error, "stdout", ""), tuple(args), dict(kwargs))
+            return "raised", StudentCall(str(error), error.stdout, tuple(args), dict(kwargs), error.diagnosis)
         return "ok", result
 
     def run_with_student(self, target: str, *args: Any, seed: int | None = None, **kwargs: Any) -> Any:
@@ -361,11 +416,13 @@ class Context:
     def cached(self, key: Any, compute: Callable[[], Any]) -> Any:
         """Compute once per grading run: `compute` may raise `CheckFailed`, which is cached too.
 
-        Keys named in `SHAREABLE_KEYS` (grader-only computations) live in `shared` when
-        there is one: a batch worker computes them once for the whole class.
+        Keys named in `SHAREABLE_KEYS` or the question's `shared_cache_keys` (grader-only
+        computations) live in `shared` when there is one: a batch worker computes them once
+        for the whole class.
         """
         store = self._cache
-        if self.shared is not None and (key[0] if isinstance(key, tuple) else key) in self.SHAREABLE_KEYS:
+        name = key[0] if isinstance(key, tuple) else key
+        if self.shared is not None and (name in self.SHAREABLE_KEYS or name in self.question.shared_cache_keys):
             store = self.shared
         if key not in store:
             try:
@@ -379,33 +436,48 @@ class Context:
 
 
 def run_checks(question: Question, context: Context, *, include_hidden: bool = True) -> QuestionResult:
-    """Run every check of `question`; a failure in one never stops the others."""
+    """Run every check of `question`; a failure in one never stops the others.
+
+    Messages may quote student code (what it raised, returned or named): they are cleaned
+    of control characters and capped here, before any report, file or database sees them.
+    """
     results = []
     for check in question.checks:
         if check.hidden and not include_hidden:
             continue
+        diagnosis = None
         try:
-            message = check.run(context)
-            results.append(CheckResult(check.name, True, float(check.points), float(check.points), message))
+            passed, message = True, check.run(context)
         except CheckFailed as failure:
-            results.append(CheckResult(check.name, False, 0.0, float(check.points), str(failure)))
-        except Exception as error:  # a grader bug must not cost the student the other checks
-            results.append(
-                CheckResult(
-                    check.name,
-                    False,
-                    0.0,
-                    float(check.points),
-                    f"internal grader error ({type(error).__name__}: {error}); please tell your TA.",
-                )
+            passed, message = False, str(failure)
+            diagnosis = failure.diagnosis or diagnoses.check_diagnosis(question.id, check.name)
+        except Exception as error:  # noqa: BLE001 - a grader bug must not cost the student the other checks
+            passed, message, diagnosis = False, internal_error_message(error), diagnoses.GRADER_ERROR.id
+        points = float(check.points) if passed else 0.0
+        results.append(
+            CheckResult(
+                check.name, passed, points, float(check.points), clean(message), clean(diagnosis or "", 80) or None
             )
-    return QuestionResult(question.id, question.title, results, dict(context.meta))
+        )
+    return QuestionResult(question.id, question.title, results, clean_data(dict(context.meta)))
 
 
 def require_type(value: Any, expected: type | tuple[type, ...], call: str, what: str) -> Any:
-    """Fail with a readable message unless `value` is an instance of `expected`."""
+    """Fail with a readable message unless `value` is an instance of `expected` (a finite one, for numbers).
+
+    `True` is not an int here (unless `bool` is expected), and NaN or an infinity is no answer.
+    """
+    wrong = diagnoses.WRONG_TYPE.id
     if isinstance(value, bool) and bool not in (expected if isinstance(expected, tuple) else (expected,)):
-        raise StudentCodeError(f"`{call}` returned a bool; it should return {what}.")
+        raise StudentCodeError(f"`{call}` returned a bool; it should return {what}.", diagnosis=wrong)
     if not isinstance(value, expected):
-        raise StudentCodeError(f"`{call}` returned {type(value).__name__} ({_short_repr(value)}); it should return {what}.")
+        raise StudentCodeError(
+            f"`{call}` returned {type(value).__name__} ({_short_repr(value)}); it should return {what}.",
+            diagnosis=wrong,
+        )
+    if isinstance(value, float) and not math.isfinite(value):
+        raise StudentCodeError(
+            f"`{call}` returned {value!r}, which is not a number; it should return {what}.",
+            diagnosis=diagnoses.NOT_A_NUMBER.id,
+        )
     return value

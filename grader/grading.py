@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from .checks import Context, Question, QuestionResult, run_checks
+from .options import GradingOptions, Limits
 from .paths import solutions_dir
 from .quiet import captured_stderr, import_keras
 from .submission import load_module
 
 
 @functools.lru_cache(maxsize=1)
-def _reference_modules() -> tuple[Mapping[str, Any], ...]:
+def _reference_modules() -> tuple[dict[str, Any], ...]:
     from .questions import QUESTIONS
 
     namespaces = []
@@ -41,7 +42,7 @@ def grade_namespace(
     source: str | None = None,
     load_error: str | None = None,
     include_hidden: bool = True,
-    options: Mapping[str, Any] | None = None,
+    options: GradingOptions | None = None,
     executor: Any | None = None,
     shared: dict[Any, Any] | None = None,
 ) -> QuestionResult:
@@ -51,7 +52,13 @@ def grade_namespace(
         keras.utils.set_random_seed(0)
         reference = reference_namespace(question)
         context = Context(
-            question, namespace, reference, source=source, load_error=load_error, options=options, executor=executor,
+            question,
+            namespace,
+            reference,
+            source=source,
+            load_error=load_error,
+            options=options,
+            executor=executor,
             shared=shared,
         )
         result = run_checks(question, context, include_hidden=include_hidden)
@@ -68,29 +75,45 @@ def grade_folder(
     folder: Path,
     *,
     isolated: bool = False,
-    limits: Any | None = None,
-    hide: Sequence[Path] = (),
-    **kwargs: Any,
+    limits: Limits | None = None,
+    hide: Sequence[str | Path] = (),
+    include_hidden: bool = True,
+    options: GradingOptions | None = None,
 ) -> QuestionResult:
     """Grade the file of `question` found in the submission `folder`.
 
     With `isolated=True` the file is imported and called only in a sandboxed child
-    process (`grader.isolation`) under `limits`, with `hide` (and the solutions) out of
-    its reach; the result's `meta["isolation"]` says what was enforced. Without it, the
-    file is imported into this process (the library API and the tests).
+    process (`grader.sandbox`) under `limits` (raised to what the question needs), with
+    `hide` (and the solutions) out of its reach; the result's `meta["isolation"]` says what
+    was enforced. Without it, the file is imported into this process (the library API and
+    the tests).
     """
-    from .isolation import IsolatedExecutor, Limits, RemoteNamespace, question_limits
-
+    options = options if options is not None else GradingOptions()
     if isolated:
-        limits = question_limits(question, limits or Limits(), kwargs.get("options") or {})
+        from .sandbox import IsolatedExecutor, RemoteNamespace
+
+        limits = question.limits_for(limits or Limits(), options)
         with IsolatedExecutor(question, Path(folder), limits=limits, hide=hide) as executor:
             result = grade_namespace(
-                question, RemoteNamespace(executor), source=str(Path(folder) / question.filename),
-                load_error=executor.load_error, executor=executor, shared=_SHARED.setdefault(question.id, {}), **kwargs,
+                question,
+                RemoteNamespace(executor),
+                source=str(Path(folder) / question.filename),
+                load_error=executor.load_error,
+                include_hidden=include_hidden,
+                options=options,
+                executor=executor,
+                shared=_SHARED.setdefault(question.id, {}),
             )
             result.meta["isolation"] = executor.describe()
         return result
     import_keras()
     with captured_stderr():
         loaded = load_module(folder, question)
-    return grade_namespace(question, loaded.namespace, source=str(loaded.path), load_error=loaded.error, **kwargs)
+    return grade_namespace(
+        question,
+        loaded.namespace,
+        source=str(loaded.path),
+        load_error=loaded.error,
+        include_hidden=include_hidden,
+        options=options,
+    )

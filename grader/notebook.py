@@ -8,7 +8,7 @@ import io
 from collections.abc import Collection
 from typing import Any
 
-from .checks import CheckResult, Question, QuestionResult
+from .options import GradingOptions
 from .quiet import silence_frameworks
 
 # Switched on by `grading_time()` in the hidden part of an nbgrader test cell: every later
@@ -22,25 +22,9 @@ def grading_time() -> None:
     _GRADING_TIME = True
 
 
-def checks_graded_by_hand(question: Question, names: Collection[str]) -> tuple[str, ...]:
-    """The checks of `question` that only screen one of the written answers `names` (graded by hand elsewhere)."""
-    return tuple(check.name for check in question.checks if check.screens_answer in names)
-
-
-def _redact_hidden(question: Question, result: QuestionResult) -> QuestionResult:
-    """The result with every hidden check's name and message replaced: feedback must not reveal them."""
-    hidden = {check.name for check in question.checks if check.hidden}
-    checks, number = [], 0
-    for item in result.checks:
-        if item.name in hidden:
-            number += 1
-            message = "passed" if item.passed else "failed (details are not shown for hidden checks)"
-            item = CheckResult(f"hidden check {number}", item.passed, item.points, item.max_points, message)
-        checks.append(item)
-    return QuestionResult(result.question, result.title, checks)
-
-
-def _collect(question_names: tuple[str, ...], objects: tuple[Any, ...], named: dict[str, Any], caller_globals: dict[str, Any]) -> dict[str, Any]:
+def _collect(
+    question_names: tuple[str, ...], objects: tuple[Any, ...], named: dict[str, Any], caller_globals: dict[str, Any]
+) -> dict[str, Any]:
     """Match what the student passed to the names the question needs."""
     namespace: dict[str, Any] = {}
     leftovers = []
@@ -73,7 +57,9 @@ def check(
     the report (to stdout only) and returns the score as a plain float. `by_hand` names
     answers graded by hand elsewhere (the nbgrader notebook's written-answer cell): the
     checks that read them are left out. After `grading_time()` the hidden checks run too
-    and are reported without their names or messages.
+    and are reported without their names or messages. Keyword arguments named like the
+    fields of `GradingOptions` set the run's options, e.g.
+    `check("q2", train_until_overfit, tier="quick", plots="plots", time_limit=300)`.
     """
     silence_frameworks()
     from .grading import grade_namespace
@@ -82,17 +68,23 @@ def check(
 
     spec = get_question(question)
     if by_hand:
-        manual = checks_graded_by_hand(spec, tuple(by_hand))
-        spec = dataclasses.replace(spec, checks=tuple(c for c in spec.checks if c.name not in manual))
-    caller = inspect.currentframe().f_back
-    options = {key: named.pop(key) for key in TRAINING_OPTIONS if key in named and key not in spec.names}
+        spec = spec.without_checks_screening(tuple(by_hand))
+    frame = inspect.currentframe()
+    caller = frame.f_back if frame is not None else None
+    given = {key: named.pop(key) for key in OPTION_NAMES if key in named and key not in spec.names}
+    options = GradingOptions.from_env(**given)
     caller_globals = caller.f_globals if caller else {}
     namespace = _collect(spec.names, objects, named, caller_globals)
-    if spec.id in ("q2", "q3"):
-        _prepare_training(namespace, options, caller_globals, show)
+    if spec.training is not None:
+        for name in spec.training.borrows:  # e.g. the notebook's own build_lenet5, trained by q2/q3
+            if name not in namespace and callable(caller_globals.get(name)):
+                namespace[name] = caller_globals[name]
+        notice = spec.training.notice(options)
+        if notice and show:
+            print(notice)
     result = grade_namespace(spec, namespace, include_hidden=hidden or _GRADING_TIME, options=options)
     if _GRADING_TIME:
-        result = _redact_hidden(spec, result)
+        result = result.redacted({c.name for c in spec.checks if c.hidden})
     if show:
         buffer = io.StringIO()
         render_text([result], file=buffer)
@@ -101,21 +93,8 @@ def check(
     return float(result.score)
 
 
-# Options of the training questions (q2, q3) that `check` passes to the grader:
-# check("q2", train_until_overfit, tier="quick", plots="plots", time_limit=300).
-# train_size / val_size / test_size shrink the data (for fast tests; thresholds assume a real tier).
-TRAINING_OPTIONS = ("tier", "plots", "time_limit", "train_size", "val_size", "test_size")
-
-
-def _prepare_training(namespace: dict[str, Any], options: dict[str, Any], caller_globals: dict[str, Any], show: bool) -> None:
-    """q2/q3 train the student's own LeNet-5 when the notebook defines it; warn first when the full tier will be slow."""
-    from .training import slow_tier_notice, tier_from_options
-
-    if "build_lenet5" not in namespace and callable(caller_globals.get("build_lenet5")):
-        namespace["build_lenet5"] = caller_globals["build_lenet5"]
-    notice = slow_tier_notice(tier_from_options(options))
-    if notice and show:
-        print(notice)
+# Keyword arguments of `check` that set the run's options rather than name a student object.
+OPTION_NAMES = tuple(field.name for field in dataclasses.fields(GradingOptions))
 
 
 def _show_images(paths: list[str]) -> None:

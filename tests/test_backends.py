@@ -21,9 +21,11 @@ def test_reference_gets_full_marks_on_jax(question, tmp_path):
 
     assert importlib.util.find_spec("jax"), "install jax for CPU (it is in the test extra: pip install -e '.[test]')"
     env = {**os.environ, "KERAS_BACKEND": "jax", "KERAS_HOME": str(tmp_path), "JAX_PLATFORMS": "cpu"}
-    command = [str(GRADER), "check", question, "--solutions", "--json"] if GRADER.exists() else [
-        sys.executable, "-m", "grader", "check", question, "--solutions", "--json"
-    ]
+    command = (
+        [str(GRADER), "check", question, "--solutions", "--json"]
+        if GRADER.exists()
+        else [sys.executable, "-m", "grader", "check", question, "--solutions", "--json"]
+    )
     completed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
     report = json.loads(completed.stdout)

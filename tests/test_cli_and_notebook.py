@@ -8,11 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 from conftest import REPO
 
 GRADER = [sys.executable, "-m", "grader"]
-BAD_LENET = '''
+BAD_LENET = """
 import keras
 from keras import layers
 
@@ -29,11 +28,13 @@ def build_lenet5(input_shape=(28, 28, 1), num_classes=10):
         layers.Dense(84, activation="relu"),
         layers.Dense(num_classes, activation="softmax"),
     ])
-'''
+"""
 
 
 def run_grader(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    return subprocess.run([*GRADER, *args], cwd=cwd, capture_output=True, text=True, env=os.environ.copy(), timeout=1800)
+    return subprocess.run(
+        [*GRADER, *args], cwd=cwd, capture_output=True, text=True, env=os.environ.copy(), timeout=1800
+    )
 
 
 def test_list_shows_every_question_with_points():
@@ -59,7 +60,8 @@ def test_check_all_solutions_json_is_pure_json_with_full_marks(tmp_path):
         assert set(report) >= {"question", "score", "max_score", "checks"}
         assert report["score"] == report["max_score"] > 0
         for check in report["checks"]:
-            assert set(check) == {"name", "passed", "points", "max_points", "message"}
+            assert set(check) == {"name", "passed", "points", "max_points", "message", "diagnosis"}
+            assert check["diagnosis"] is None  # passed checks carry no diagnosis
 
 
 def test_valid_padding_in_c1_is_named_from_the_command_line(tmp_path):
@@ -70,6 +72,7 @@ def test_valid_padding_in_c1_is_named_from_the_command_line(tmp_path):
     shapes = next(c for c in report["checks"] if c["name"] == "layer output shapes match LeNet-5")
     assert not shapes["passed"]
     assert shapes["message"].startswith("C1 ") and "padding='same'" in shapes["message"]
+    assert shapes["diagnosis"]  # every failed check carries a machine-readable diagnosis
     assert 0 < report["score"] < report["max_score"]
 
 
@@ -77,6 +80,19 @@ def test_unknown_question_is_a_usage_error():
     done = run_grader("check", "q99")
     assert done.returncode == 2
     assert "unknown question 'q99'" in done.stderr
+
+
+def test_a_missing_submission_folder_is_a_usage_error(tmp_path):
+    done = run_grader("check", "q1", "--path", str(tmp_path / "missing"))
+    assert done.returncode == 2 and "does not exist" in done.stderr
+    assert "FAIL" not in done.stdout  # no report of seven zero scores
+
+
+def test_the_grader_failing_is_exit_code_3_not_a_failed_check(tmp_path):
+    (tmp_path / "q7_flowers.py").write_text("raise RuntimeError('top-level code fails')\n")
+    done = run_grader("report", "q7", "--path", str(tmp_path), "--out", str(tmp_path / "report"))
+    assert done.returncode == 3
+    assert "top-level code fails" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_notebook_check_returns_a_plain_float_and_writes_nothing_to_stderr(capfd):

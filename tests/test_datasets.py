@@ -80,7 +80,10 @@ def test_offline_without_data_fails_fast_with_instructions(tmp_path, monkeypatch
     assert str(tmp_path / "empty" / "fashion-mnist") in str(error.value)
 
 
-@pytest.mark.skipif(not (datasets.DEBIAN_DIR / "t10k-labels-idx1-ubyte.gz").exists(), reason="dataset-fashion-mnist not installed (install.sh installs it)")
+@pytest.mark.skipif(
+    not (datasets.DEBIAN_DIR / "t10k-labels-idx1-ubyte.gz").exists(),
+    reason="dataset-fashion-mnist not installed (install.sh installs it)",
+)
 def test_real_fashion_mnist_from_debian_matches_the_published_checksums(monkeypatch, tmp_path):
     monkeypatch.setenv("CNN_GRADER_DATA", str(tmp_path))
     (x_train, y_train), (x_test, y_test) = datasets.load_fashion_mnist()

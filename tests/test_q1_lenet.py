@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import keras
 import pytest
-from keras import layers
-
 from conftest import failed, grade, grade_source
+from keras import layers
 
 
 def lenet(
@@ -51,7 +50,9 @@ def assert_full_marks(result):
 
 
 def test_tanh_average_pooling_and_logits_pass():
-    assert_full_marks(grade("q1", build_lenet5=lenet(activation="tanh", pool=layers.AveragePooling2D, output_activation=None)))
+    assert_full_marks(
+        grade("q1", build_lenet5=lenet(activation="tanh", pool=layers.AveragePooling2D, output_activation=None))
+    )
 
 
 def test_functional_model_with_separate_activations_passes():
@@ -103,7 +104,11 @@ def test_subclassed_model_passes():
             self.c3 = layers.Conv2D(16, 5, activation="relu")
             self.s4 = layers.MaxPooling2D()
             self.flatten = layers.Flatten()
-            self.head = [layers.Dense(120, activation="relu"), layers.Dense(84, activation="relu"), layers.Dense(num_classes)]
+            self.head = [
+                layers.Dense(120, activation="relu"),
+                layers.Dense(84, activation="relu"),
+                layers.Dense(num_classes),
+            ]
 
         def call(self, x):
             x = self.flatten(self.s4(self.c3(self.s2(self.c1(x)))))

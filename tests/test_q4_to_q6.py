@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import keras
 import pytest
+from conftest import failed, grade
 from keras import layers
 
-from conftest import failed, grade
-from grader.questions.alexnet_slips import NOTES_PRINTED_TOTAL, known_alexnet_totals
-from grader.submission import load_module
 from grader.paths import solutions_dir
 from grader.questions import get_question
+from grader.questions.alexnet_slips import NOTES_PRINTED_TOTAL, known_alexnet_totals
+from grader.submission import load_module
 
 REFERENCE_Q4 = load_module(solutions_dir(), get_question("q4")).namespace
 REFERENCE_Q5 = load_module(solutions_dir(), get_question("q5")).namespace
@@ -97,7 +97,8 @@ def test_layer_output_shapes_without_batch_dimension_or_printing():
     assert "'pad1' should report (1, 228, 228, 3)" in message and "keep the batch dimension" in message
 
     def silent(model, input_shape=(224, 224, 3)):
-        import contextlib, io
+        import contextlib
+        import io
 
         with contextlib.redirect_stdout(io.StringIO()):
             return REFERENCE_Q4["layer_output_shapes"](model, input_shape)
@@ -153,7 +154,10 @@ def test_formula_mistakes():
 
 
 def q6(**overrides):
-    objects = {"classifier_parameter_fraction": REFERENCE_Q6["classifier_parameter_fraction"], "ANSWER": REFERENCE_Q6["ANSWER"]}
+    objects = {
+        "classifier_parameter_fraction": REFERENCE_Q6["classifier_parameter_fraction"],
+        "ANSWER": REFERENCE_Q6["ANSWER"],
+    }
     objects.update(overrides)
     return grade("q6", **objects)
 
@@ -166,7 +170,11 @@ def test_q6_reference_figures():
 
 @pytest.mark.parametrize(
     ("answer", "words"),
-    [("YOUR ANSWER HERE", "still the stub"), ("Because the dense layers have most weights.", "has 7 words"), (42, "should be a string")],
+    [
+        ("YOUR ANSWER HERE", "still the stub"),
+        ("Because the dense layers have most weights.", "has 7 words"),
+        (42, "should be a string"),
+    ],
 )
 def test_q6_answer_must_be_real(answer, words):
     problems = failed(q6(ANSWER=answer))
@@ -176,6 +184,12 @@ def test_q6_answer_must_be_real(answer, words):
 
 def test_q6_percentage_and_complement_get_hints():
     percent = lambda model: 100 * REFERENCE_Q6["classifier_parameter_fraction"](model)  # noqa: E731
-    assert "not a percentage" in failed(q6(classifier_parameter_fraction=percent))["classifier parameter fraction of AlexNet"]
+    assert (
+        "not a percentage"
+        in failed(q6(classifier_parameter_fraction=percent))["classifier parameter fraction of AlexNet"]
+    )
     complement = lambda model: 1 - REFERENCE_Q6["classifier_parameter_fraction"](model)  # noqa: E731
-    assert "convolutional layers' share" in failed(q6(classifier_parameter_fraction=complement))["classifier parameter fraction of AlexNet"]
+    assert (
+        "convolutional layers' share"
+        in failed(q6(classifier_parameter_fraction=complement))["classifier parameter fraction of AlexNet"]
+    )

@@ -1,13 +1,26 @@
-"""The question registry: one module per question, in course order."""
+"""The question registry: one module per question, in course order.
+
+Adding a question: write its module here (it ends in one `QUESTION = Question(...)`),
+its stub in `exercises/`, its reference in `solutions/`, then import it and list it in
+`MODULES` below. Nothing else in the package names a question.
+"""
 
 from __future__ import annotations
 
 from ..checks import Question
 from . import q1_lenet, q2_overfit, q3_augment, q4_alexnet, q5_params, q6_dropout, q7_flowers
 
-QUESTIONS: dict[str, Question] = {
-    module.QUESTION.id: module.QUESTION for module in (q1_lenet, q2_overfit, q3_augment, q4_alexnet, q5_params, q6_dropout, q7_flowers)
-}
+MODULES = (
+    q1_lenet,
+    q2_overfit,
+    q3_augment,
+    q4_alexnet,
+    q5_params,
+    q6_dropout,
+    q7_flowers,
+)
+
+QUESTIONS: dict[str, Question] = {module.QUESTION.id: module.QUESTION for module in MODULES}
 
 
 def get_question(question_id: str) -> Question:

@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..checks import Check, CheckFailed, Context, Question, StudentSide, describe_call, require_type
-from ..comparator import ensure
+from ..diagnoses import Diagnosis
 from ..patching import patched
-from .alexnet_slips import known_alexnet_totals
+from .alexnet_slips import DIAGNOSES as ALEXNET_SLIPS
+from .alexnet_slips import known_alexnet_diagnoses, known_alexnet_totals
 
 CONV = "conv2d_params"
 DENSE = "dense_params"
@@ -25,6 +26,21 @@ CONV_CASES = [
     ((16, 32, 3), {"use_bias": False}),
 ]
 DENSE_CASES = [((9216, 4096), {}), ((84, 10), {}), ((120, 84), {"use_bias": False})]
+REFERENCE_ALEXNET_TOTAL = 61_100_840
+
+BIASES_OMITTED = Diagnosis("biases-omitted", "the parameter formula leaves out the biases")
+BIASES_DESPITE_NO_BIAS = Diagnosis("biases-despite-use-bias-false", "the formula adds biases although use_bias=False")
+FORMULA_WRONG = Diagnosis("parameter-formula-wrong", "the parameter formula is wrong (not a bias slip)")
+ALEXNET_COUNT_WRONG = Diagnosis("alexnet-count-wrong", "count_parameters is wrong on AlexNet (no known slip)")
+TRAINABLE_ONLY = Diagnosis(
+    "trainable-only-count", "counts only trainable weights (BatchNorm's moving statistics left out)"
+)
+USE_BIAS_IGNORED = Diagnosis("use-bias-false-ignored", "counts biases that layers with use_bias=False do not have")
+NESTED_MODEL_SKIPPED = Diagnosis("nested-model-skipped", "skips the layers of a model nested inside another")
+COUNT_HARD_CODED = Diagnosis("count-hard-coded", "count_parameters returns a fixed number (AlexNet's) for any model")
+COUNT_PARAMS_CALLED = Diagnosis("count-params-called", "calls Keras's count_params() instead of adding up the weights")
+WALK_COUNT_WRONG = Diagnosis("walk-count-wrong", "adding up the weights by hand gives a wrong total")
+FORMULA_DIAGNOSES = (BIASES_OMITTED, BIASES_DESPITE_NO_BIAS, FORMULA_WRONG)
 
 
 def keras_conv_params(in_channels: int, out_channels: int, kernel_size: Any, use_bias: bool = True) -> int:
@@ -51,12 +67,12 @@ def _check_formula(ctx: Context, name: str, cases, oracle, bias_of) -> str:
         if value != expected:
             use_bias = kwargs.get("use_bias", True)
             if use_bias and value == expected - bias_of(args):
-                hint = " You left out the biases: one per output channel or unit."
+                hint, diagnosis = " You left out the biases: one per output channel or unit.", BIASES_OMITTED
             elif not use_bias and value == expected + bias_of(args):
-                hint = " With use_bias=False there are no biases to add."
+                hint, diagnosis = " With use_bias=False there are no biases to add.", BIASES_DESPITE_NO_BIAS
             else:
-                hint = ""
-            raise CheckFailed(f"`{call}` returned {value:,}, expected {expected:,}.{hint}")
+                hint, diagnosis = "", FORMULA_WRONG
+            raise CheckFailed(f"`{call}` returned {value:,}, expected {expected:,}.{hint}", diagnosis=diagnosis.id)
     return f"{len(cases)} cases agree with Keras"
 
 
@@ -78,12 +94,15 @@ def count_alexnet(ctx: Context) -> str:
     actual = _count(ctx, model)
     if actual != expected:
         known = known_alexnet_totals().get(actual, "Sum the sizes of every weight tensor of every layer.")
-        raise CheckFailed(f"`{COUNT}` on the reference AlexNet returned {actual:,}, expected {expected:,}. {known}")
+        raise CheckFailed(
+            f"`{COUNT}` on the reference AlexNet returned {actual:,}, expected {expected:,}. {known}",
+            diagnosis=known_alexnet_diagnoses().get(actual, ALEXNET_COUNT_WRONG.id),
+        )
     return f"{actual:,} parameters in AlexNet"
 
 
-def hidden_models() -> list[tuple[str, Any, str]]:
-    """Models that a hard-coded or trainable-only count gets wrong, each with its likely cause."""
+def hidden_models() -> list[tuple[str, Any, str, str]]:
+    """Models that a hard-coded or trainable-only count gets wrong, each with its likely cause and its diagnosis."""
     import keras
 
     inner = keras.Sequential([keras.Input((8,)), keras.layers.Dense(6), keras.layers.Dense(4)], name="inner")
@@ -96,28 +115,45 @@ def hidden_models() -> list[tuple[str, Any, str]]:
     return [
         (
             "a model with BatchNormalization",
-            keras.Sequential([keras.Input((10,)), keras.layers.Dense(5), keras.layers.BatchNormalization(), keras.layers.Dense(3)]),
+            keras.Sequential(
+                [keras.Input((10,)), keras.layers.Dense(5), keras.layers.BatchNormalization(), keras.layers.Dense(3)]
+            ),
             "BatchNormalization has 4 weights per channel: gamma and beta (trainable) and the moving mean and variance (non-trainable, but parameters all the same).",
+            TRAINABLE_ONLY.id,
         ),
         (
             "a model with use_bias=False",
-            keras.Sequential([keras.Input((9, 9, 2)), keras.layers.Conv2D(3, 3, use_bias=False), keras.layers.Flatten(), keras.layers.Dense(2, use_bias=False)]),
+            keras.Sequential(
+                [
+                    keras.Input((9, 9, 2)),
+                    keras.layers.Conv2D(3, 3, use_bias=False),
+                    keras.layers.Flatten(),
+                    keras.layers.Dense(2, use_bias=False),
+                ]
+            ),
             "layers built with use_bias=False have no bias weights: count the weights the layer actually has.",
+            USE_BIAS_IGNORED.id,
         ),
         (
             "a model nested inside another",
             keras.Model(inputs, outputs),
             "a nested model is itself a layer: count its layers' weights too (or simply every weight the layer holds).",
+            NESTED_MODEL_SKIPPED.id,
         ),
     ]
 
 
 def count_hidden_models(ctx: Context) -> str:
     models = ctx.cached("q5-hidden-models", hidden_models)
-    for label, model, cause in models:
+    for label, model, cause, diagnosis in models:
         expected = int(model.count_params())
         actual = _count(ctx, model)
-        ensure(actual == expected, f"`{COUNT}` on {label} returned {actual:,}, expected {expected:,}: {cause}")
+        if actual != expected:
+            hard_coded = actual == REFERENCE_ALEXNET_TOTAL or actual in known_alexnet_totals()
+            raise CheckFailed(
+                f"`{COUNT}` on {label} returned {actual:,}, expected {expected:,}: {cause}",
+                diagnosis=COUNT_HARD_CODED.id if hard_coded else diagnosis,
+            )
     return f"right on {len(models)} more models"
 
 
@@ -144,12 +180,16 @@ def counts_by_walking(ctx: Context) -> str:
     result = ctx.run_with_student("grader.questions.q5_params:count_without_count_params", model)
     calls = list(result["count_params_calls"] or [])
     actual = require_type(result["value"], int, describe_call(COUNT, (model,)), "an int")
-    ensure(
-        not calls,
-        f"`{COUNT}` calls count_params() on a {calls[0] if calls else ''}: the exercise is to add up the "
-        "weights yourself (walk model.layers and each layer's weights, multiplying out their shapes).",
-    )
-    ensure(actual == expected, f"`{COUNT}` on a LeNet-5 returned {actual:,}, expected {expected:,}.")
+    if calls:
+        raise CheckFailed(
+            f"`{COUNT}` calls count_params() on a {calls[0]}: the exercise is to add up the "
+            "weights yourself (walk model.layers and each layer's weights, multiplying out their shapes).",
+            diagnosis=COUNT_PARAMS_CALLED.id,
+        )
+    if actual != expected:
+        raise CheckFailed(
+            f"`{COUNT}` on a LeNet-5 returned {actual:,}, expected {expected:,}.", diagnosis=WALK_COUNT_WRONG.id
+        )
     return "adds up the weights itself"
 
 
@@ -159,10 +199,19 @@ QUESTION = Question(
     module="q5_params",
     names=(CONV, DENSE, COUNT),
     checks=(
-        Check("conv2d_params formula", 2, conv_formula),
-        Check("dense_params formula", 2, dense_formula),
-        Check("count_parameters on AlexNet", 2, count_alexnet),
-        Check("count_parameters on other models", 3, count_hidden_models, hidden=True),
-        Check("count_parameters walks the layers", 1, counts_by_walking),
+        Check("conv2d_params formula", 2, conv_formula, diagnoses=FORMULA_DIAGNOSES),
+        Check("dense_params formula", 2, dense_formula, diagnoses=FORMULA_DIAGNOSES),
+        Check("count_parameters on AlexNet", 2, count_alexnet, diagnoses=(*ALEXNET_SLIPS, ALEXNET_COUNT_WRONG)),
+        Check(
+            "count_parameters on other models",
+            3,
+            count_hidden_models,
+            hidden=True,
+            diagnoses=(TRAINABLE_ONLY, USE_BIAS_IGNORED, NESTED_MODEL_SKIPPED, COUNT_HARD_CODED),
+        ),
+        Check(
+            "count_parameters walks the layers", 1, counts_by_walking, diagnoses=(COUNT_PARAMS_CALLED, WALK_COUNT_WRONG)
+        ),
     ),
+    shared_cache_keys=frozenset({"q5-hidden-models"}),  # built from reference code alone
 )

@@ -9,14 +9,33 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..checks import Check, CheckFailed, Context, Question, describe_call, require_type
+from ..checks import Check, CheckFailed, Context, Question, WrittenAnswer, describe_call, require_type
 from ..comparator import ensure
+from ..diagnoses import Diagnosis
 
 FRACTION = "classifier_parameter_fraction"
 ANSWER = "ANSWER"
 MIN_WORDS = 20
 TOLERANCE = 1e-3
+PERCENTAGE = Diagnosis("percentage-not-fraction", "returns a percentage (x100) where a fraction in [0, 1] is asked")
+COMPLEMENT = Diagnosis("complement-returned", "returns the convolutional layers' share instead of the Dense layers'")
+FRACTION_WRONG = Diagnosis("dense-fraction-wrong", "the Dense layers' share of the parameters is wrong (no known slip)")
+ANSWER_MISSING = Diagnosis("answer-missing", "the written answer is missing, still the stub, or not a string")
+ANSWER_TOO_SHORT = Diagnosis("answer-too-short", "the written answer is too short to grade")
+FRACTION_DIAGNOSES = (PERCENTAGE, COMPLEMENT, FRACTION_WRONG)
 MANUAL_POINTS = 5  # the hand-graded written answer in the nbgrader notebook (grader.nbgrader)
+RUBRIC = """\
+Award up to {points} points:
+
+- **2 points**: most of AlexNet's parameters sit in its Dense layers (about 96%, the
+  fraction computed above; fc6 alone has ~37.8M of 61.1M).
+- **2 points**: overfitting grows with the number of free parameters, so regularising the
+  classifier is where dropout pays; dropout stops the huge dense layers co-adapting and
+  memorising the training set.
+- **1 point**: the convolutions share few weights across positions (few parameters, less
+  overfitting); dropping their activations mostly adds noise to spatially correlated maps.
+
+Half points for a vague but correct idea; 0 for an answer that does not address parameters."""
 
 
 def dense_fraction(model: Any) -> float:
@@ -39,12 +58,15 @@ def _check_fraction(ctx: Context, model: Any, label: str) -> str:
     value = require_type(ctx.call(FRACTION, model), (float, int), call, "a float between 0 and 1")
     expected = dense_fraction(model)
     if abs(value - expected) > TOLERANCE:
-        hint = ""
+        hint, diagnosis = "", FRACTION_WRONG
         if abs(value - 100 * expected) < 100 * TOLERANCE:
-            hint = " Return a fraction, not a percentage."
+            hint, diagnosis = " Return a fraction, not a percentage.", PERCENTAGE
         elif abs(value - (1 - expected)) < TOLERANCE:
             hint = " That is the convolutional layers' share; the question asks for the Dense layers'."
-        raise CheckFailed(f"On {label} `{FRACTION}` returned {value:.4f}, expected {expected:.4f}.{hint}")
+            diagnosis = COMPLEMENT
+        raise CheckFailed(
+            f"On {label} `{FRACTION}` returned {value:.4f}, expected {expected:.4f}.{hint}", diagnosis=diagnosis.id
+        )
     return f"{value:.4f} on {label}"
 
 
@@ -67,10 +89,22 @@ def stub_answer() -> str:
 
 def written_answer(ctx: Context) -> str:
     answer = ctx.student(ANSWER)
-    ensure(isinstance(answer, str), f"{ANSWER} should be a string with your explanation, not a {type(answer).__name__}.")
-    ensure(answer.strip() not in ("", stub_answer().strip()), f"{ANSWER} is still the stub: write your explanation in {ctx.question.filename}.")
+    ensure(
+        isinstance(answer, str),
+        f"{ANSWER} should be a string with your explanation, not a {type(answer).__name__}.",
+        diagnosis=ANSWER_MISSING.id,
+    )
+    ensure(
+        answer.strip() not in ("", stub_answer().strip()),
+        f"{ANSWER} is still the stub: write your explanation in {ctx.question.filename}.",
+        diagnosis=ANSWER_MISSING.id,
+    )
     words = len(answer.split())
-    ensure(words >= MIN_WORDS, f"{ANSWER} has {words} words; explain in at least {MIN_WORDS} (it is graded by hand).")
+    ensure(
+        words >= MIN_WORDS,
+        f"{ANSWER} has {words} words; explain in at least {MIN_WORDS} (it is graded by hand).",
+        diagnosis=ANSWER_TOO_SHORT.id,
+    )
     return f"{words} words (graded by hand)"
 
 
@@ -80,8 +114,21 @@ QUESTION = Question(
     module="q6_dropout",
     names=(FRACTION, ANSWER),
     checks=(
-        Check("classifier parameter fraction of AlexNet", 2, fraction_of_alexnet),
-        Check("classifier parameter fraction of another model", 1, fraction_of_lenet, hidden=True),
-        Check("written answer given", 2, written_answer, screens_answer=ANSWER),
+        Check("classifier parameter fraction of AlexNet", 2, fraction_of_alexnet, diagnoses=FRACTION_DIAGNOSES),
+        Check(
+            "classifier parameter fraction of another model",
+            1,
+            fraction_of_lenet,
+            hidden=True,
+            diagnoses=FRACTION_DIAGNOSES,
+        ),
+        Check(
+            "written answer given",
+            2,
+            written_answer,
+            screens_answer=ANSWER,
+            diagnoses=(ANSWER_MISSING, ANSWER_TOO_SHORT),
+        ),
     ),
+    written_answers=(WrittenAnswer(ANSWER, MANUAL_POINTS, RUBRIC),),
 )

@@ -1,0 +1,38 @@
+"""The `grader` command line: a thin layer over grading, batch, nbgrader and the reports.
+
+Exit codes, the same for every command: 0 everything passed, 1 checks failed, 2 a usage
+error (unknown question, missing folder, bad option), 3 the grader could not do its job
+(missing data, a failed nbgrader step, an internal error), 130 interrupted.
+The commands live in `student` (list, check, report) and `staff` (nbgrader, batch,
+dashboard, export); `base` holds what they share.
+"""
+
+from __future__ import annotations
+
+import click
+
+from ..quiet import silence_frameworks
+from .base import EXIT_FAILED, EXIT_GRADER, EXIT_PASSED, EXIT_USAGE, GraderError, GraderGroup
+from .staff import batch_command, dashboard_command, export_command, nbgrader_group
+from .student import check_command, list_questions, report_command
+
+__all__ = ["EXIT_FAILED", "EXIT_GRADER", "EXIT_PASSED", "EXIT_USAGE", "GraderError", "main"]
+
+
+@click.group(cls=GraderGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="cnn-grader")
+def main() -> None:
+    """Exercises and autograder for the convolutional-networks unit."""
+    silence_frameworks()
+
+
+for command in (
+    list_questions,
+    check_command,
+    report_command,
+    nbgrader_group,
+    batch_command,
+    dashboard_command,
+    export_command,
+):
+    main.add_command(command)
