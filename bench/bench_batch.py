@@ -64,9 +64,21 @@ def make_course(root: Path, students: int) -> tuple[Path, dict[str, bool]]:
 def time_grader_batch(course: Path, out: Path, workers: int) -> tuple[float, dict[str, float]]:
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "grader", "batch", str(course / "submitted"), "--out", str(out), "--workers", str(workers),
-         "--no-progress", *[a for q in QUESTIONS for a in ("-q", q)]],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "grader",
+            "batch",
+            str(course / "submitted"),
+            "--out",
+            str(out),
+            "--workers",
+            str(workers),
+            "--no-progress",
+            *[a for q in QUESTIONS for a in ("-q", q)],
+        ],
+        capture_output=True,
+        text=True,
     )
     wall = time.monotonic() - started
     if done.returncode != 0:
@@ -102,10 +114,15 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-batch-"))
     try:
         course, correct = make_course(root, args.students)
-        print(f"{args.students} submissions (notebooks) x {len(QUESTIONS)} questions ({', '.join(QUESTIONS)}), {os.cpu_count()} CPUs")
+        print(
+            f"{args.students} submissions (notebooks) x {len(QUESTIONS)} questions ({', '.join(QUESTIONS)}), {os.cpu_count()} CPUs"
+        )
         batch_s, batch_q1 = time_grader_batch(course, root / "batch-out", args.workers)
         batch_rate = 60 * args.students / batch_s
-        print(f"grader batch --workers {args.workers} (sandboxed): {batch_s:7.1f} s  {batch_rate:6.2f} submissions/min", flush=True)
+        print(
+            f"grader batch --workers {args.workers} (sandboxed): {batch_s:7.1f} s  {batch_rate:6.2f} submissions/min",
+            flush=True,
+        )
         assert all((batch_q1[s] == 10) == ok for s, ok in correct.items()), batch_q1
         if args.skip_nbgrader:
             return

@@ -1,8 +1,12 @@
 """Compare a student's Keras model with the reference: layer by layer, semantically.
 
-`trace` runs one forward pass and records every leaf layer that was called, in call
-order, with its output shape and parameter count. It works the same for Sequential,
-functional and subclassed models, nested models included.
+`trace` runs one *symbolic* forward pass (placeholders in a scratch graph: shapes only, no
+activation is computed, so a student-controlled architecture costs the grader no real
+work) and records every leaf layer that was called, in call order, with its output shape
+and parameter count. It works the same for Sequential, functional and subclassed models,
+nested models included. Tracing patches `Layer.__call__` under a process-wide lock, and
+the patch records only the tracing thread's calls: a Dask worker grading in several
+threads gets a correct trace in each.
 
 `compare_structure` then aligns the *significant* layers of both traces: layers with
 parameters and pooling layers. Layers that change neither shape nor parameters
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -89,54 +94,94 @@ def _layer_config(layer: Any) -> dict[str, Any]:
     keys = ("filters", "kernel_size", "strides", "padding", "units", "use_bias", "pool_size", "rate", "activation")
     try:
         config = layer.get_config()
-    except Exception:
+    except Exception:  # noqa: BLE001 - a layer whose get_config fails is described without its settings
         return {}
     return {k: config[k] for k in keys if k in config}
 
 
-def trace(model: Any, input_shape: Sequence[int], *, batch: int = 2, call: str = "the model") -> list[LayerTrace]:
-    """Run `model` on a random batch in inference mode and record each leaf layer it calls.
+MAX_TRACED_LAYERS = 500  # leaf layer calls (and layers) of a model the grader traces; the exercises' have a few dozen
+_TRACE_LOCK = threading.Lock()  # one trace at a time: the patch of `Layer.__call__` is class-wide
 
-    Raises `StudentCodeError` when the model cannot be called on such an input.
+
+class _TooManyLayers(Exception):
+    """Raised inside a trace when the model calls more than `MAX_TRACED_LAYERS` layers."""
+
+
+def trace(model: Any, input_shape: Sequence[int], *, batch: int = 2, call: str = "the model") -> list[LayerTrace]:
+    """Call `model` symbolically on a batch of `input_shape` in inference mode; record each leaf layer it calls.
+
+    Raises `StudentCodeError` when the model cannot be called on such an input, or calls
+    more than `MAX_TRACED_LAYERS` layers.
     """
     import keras
 
     records: list[LayerTrace] = []
     depth = [0]
-    original_call = keras.layers.Layer.__call__
+    owner = threading.get_ident()
+    if _count_layers(model) > MAX_TRACED_LAYERS:  # refused before any work
+        raise StudentCodeError(_too_many_layers(call))
 
-    def recording_call(layer, *args, **kwargs):
-        if isinstance(layer, keras.Model):
-            return original_call(layer, *args, **kwargs)
-        depth[0] += 1
-        try:
-            outputs = original_call(layer, *args, **kwargs)
-        finally:
-            depth[0] -= 1
-        if depth[0] == 0:
-            in_shape = _shape_of(args[0] if args else next(iter(kwargs.values()), None))
-            out_shape = _shape_of(outputs)
-            records.append(
-                LayerTrace(
-                    name=layer.name,
-                    kind=type(layer).__name__,
-                    input_shape=tuple(in_shape[1:]) if in_shape else (),
-                    output_shape=tuple(out_shape[1:]) if out_shape else (),
-                    params=int(sum(int(np.prod(w.shape)) for w in layer.weights)),
-                    config=_layer_config(layer),
+    with _TRACE_LOCK:
+        original_call = keras.layers.Layer.__call__
+
+        def recording_call(layer, *args, **kwargs):
+            if isinstance(layer, keras.Model) or threading.get_ident() != owner:
+                return original_call(layer, *args, **kwargs)
+            depth[0] += 1
+            try:
+                outputs = original_call(layer, *args, **kwargs)
+            finally:
+                depth[0] -= 1
+            if depth[0] == 0:
+                if len(records) >= MAX_TRACED_LAYERS:
+                    raise _TooManyLayers()
+                in_shape = _shape_of(args[0] if args else next(iter(kwargs.values()), None))
+                out_shape = _shape_of(outputs)
+                records.append(
+                    LayerTrace(
+                        name=layer.name,
+                        kind=type(layer).__name__,
+                        input_shape=tuple(in_shape[1:]) if in_shape else (),
+                        output_shape=tuple(out_shape[1:]) if out_shape else (),
+                        params=int(sum(int(np.prod(w.shape)) for w in layer.weights)),
+                        config=_layer_config(layer),
+                    )
                 )
-            )
-        return outputs
+            return outputs
 
-    sample = np.random.default_rng(0).random((batch, *input_shape), dtype=np.float32)
-    try:
-        with patched([keras.layers.Layer], "__call__", recording_call):
-            model(sample, training=False)
-    except Exception as error:
-        raise StudentCodeError(
-            explain_exception(f"{call} on an input of shape {(batch, *input_shape)}", error)
-        ) from None
+        try:
+            with patched([keras.layers.Layer], "__call__", recording_call):
+                _symbolic_call(keras, model, (batch, *input_shape))
+        except _TooManyLayers:
+            raise StudentCodeError(_too_many_layers(call)) from None
+        except Exception as error:  # noqa: BLE001 - whatever the student's model raises is reported to the student
+            raise StudentCodeError(
+                explain_exception(f"{call} on an input of shape {(batch, *input_shape)}", error)
+            ) from None
     return records
+
+
+def _too_many_layers(call: str) -> str:
+    return (
+        f"{call} has more than {MAX_TRACED_LAYERS:,} layers: the grader does not inspect a model that large "
+        "(the models of these exercises have a few dozen)."
+    )
+
+
+def _count_layers(model: Any) -> int:
+    """The layers inside `model`, nested ones included (0 where Keras cannot list them)."""
+    try:
+        return sum(1 for _ in model._flatten_layers(include_self=False, recursive=True))
+    except Exception:  # noqa: BLE001 - not a Keras layer: the trace reports what is wrong with it
+        return 0
+
+
+def _symbolic_call(keras: Any, model: Any, shape: tuple[int, ...]) -> Any:
+    """`model(x, training=False)` on a placeholder `x` of `shape`: shapes are inferred, nothing is computed."""
+    from keras.src import backend
+
+    spec = keras.KerasTensor(shape, dtype="float32")
+    return backend.compute_output_spec(lambda x: model(x, training=False), spec)
 
 
 def significant_layers(layers: Sequence[LayerTrace]) -> list[LayerTrace]:
@@ -147,7 +192,9 @@ def compare_structure(reference: Sequence[LayerTrace], student: Sequence[LayerTr
     """Return a pass message, or raise `CheckFailed` naming the first layer that differs."""
     expected = significant_layers(reference)
     actual = significant_layers(student)
-    matcher = difflib.SequenceMatcher(None, [l.signature for l in expected], [l.signature for l in actual], autojunk=False)
+    matcher = difflib.SequenceMatcher(
+        None, [e.signature for e in expected], [a.signature for a in actual], autojunk=False
+    )
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag == "equal":
             continue
@@ -157,17 +204,21 @@ def compare_structure(reference: Sequence[LayerTrace], student: Sequence[LayerTr
             found = f"; your model has {_theirs(actual[j1])} there" if j1 < len(actual) else ""
             raise CheckFailed(
                 f"Missing layer {previous}: the reference has {missing.name} ({missing.describe()}){found}. "
-                f"Your model has {len(actual)} layers with weights or pooling, the reference {len(expected)}."
+                f"Your model has {len(actual)} layers with weights or pooling, the reference {len(expected)}.",
+                diagnosis="missing-layer",
             )
         if tag == "insert" or (tag == "replace" and len(actual) > len(expected) and (j2 - j1) > (i2 - i1)):
             extra = actual[j1]
             raise CheckFailed(
                 f"Extra layer {previous}: {_theirs(extra)} has no counterpart in the reference "
                 f"(which continues with {expected[i1].name if i1 < len(expected) else 'nothing'}). "
-                f"Your model has {len(actual)} layers with weights or pooling, the reference {len(expected)}."
+                f"Your model has {len(actual)} layers with weights or pooling, the reference {len(expected)}.",
+                diagnosis="extra-layer",
             )
-        raise CheckFailed(describe_difference(expected[i1], actual[j1]))
-    return f"all {len(expected)} layers match ({', '.join(l.name for l in expected)})"
+        raise CheckFailed(
+            describe_difference(expected[i1], actual[j1]), diagnosis=difference_id(expected[i1], actual[j1])
+        )
+    return f"all {len(expected)} layers match ({', '.join(e.name for e in expected)})"
 
 
 def _theirs(layer: LayerTrace) -> str:
@@ -182,6 +233,35 @@ def describe_difference(expected: LayerTrace, actual: LayerTrace) -> str:
         f"with {expected.params:,}"
     )
     return f"{head}: {likely_cause(expected, actual)}"
+
+
+def difference_id(expected: LayerTrace, actual: LayerTrace) -> str:
+    """The diagnosis id of what `likely_cause` says (the ids are declared in `grader.questions.common`)."""
+    exp_shape, act_shape = squeeze(expected.output_shape), squeeze(actual.output_shape)
+    if expected.is_conv and actual.is_conv:
+        if expected.output_shape[-1] != actual.output_shape[-1]:
+            return "wrong-filters"
+        if tuple(expected.config.get("kernel_size") or ()) != tuple(actual.config.get("kernel_size") or ()):
+            return "wrong-kernel"
+        if expected.output_shape[:-1] != actual.output_shape[:-1]:
+            same_strides = tuple(actual.config.get("strides", ())) == tuple(expected.config.get("strides", ()))
+            return "wrong-padding" if same_strides else "wrong-strides"
+        return _bias_or_inputs_id(expected, actual, expected.output_shape[-1])
+    if expected.is_dense and actual.is_dense or (exp_shape and len(exp_shape) == 1 and len(act_shape) == 1):
+        if exp_shape[-1] != act_shape[-1]:
+            return "wrong-units"
+        return _bias_or_inputs_id(expected, actual, exp_shape[-1])
+    if "Pooling" in expected.kind and "Pooling" in actual.kind:
+        return "wrong-pooling"
+    return "wrong-layer-kind"
+
+
+def _bias_or_inputs_id(expected: LayerTrace, actual: LayerTrace, outputs: int) -> str:
+    if actual.params == expected.params - outputs:
+        return "layer-bias-missing"
+    if actual.params == expected.params + outputs and not expected.config.get("use_bias", True):
+        return "layer-bias-extra"
+    return "wrong-fan-in"
 
 
 def likely_cause(expected: LayerTrace, actual: LayerTrace) -> str:
@@ -226,13 +306,17 @@ def _padding_hint(actual: LayerTrace, spatial_expected: Sequence[int]) -> str:
     same = all(-(-w // s) == o for w, s, o in zip(inputs, strides, spatial_expected))
     size_in = format_shape(inputs)
     if same:
-        return f"use padding='same' on {size_in} input (or zero-pad the input first) so the output is {format_shape(spatial_expected)}"
-    pads = []
+        return (
+            f"use padding='same' on {size_in} input (or zero-pad the input first) so the output is "
+            f"{format_shape(spatial_expected)}"
+        )
+    pads: list[int | None] = []
     for w, k, s, o in zip(inputs, kernel, strides, spatial_expected):
         low, high = (o - 1) * s + k - w, o * s + k - w - 1  # total padding that floors to o
         even = [p for p in range(max(low, 0), high + 1) if p % 2 == 0]
         pads.append(even[0] // 2 if even else None)
-    if None not in pads and len(set(pads)) == 1 and pads[0] > 0:
+    first = pads[0] if pads else None
+    if first is not None and None not in pads and len(set(pads)) == 1 and first > 0:
         return (
             f"on {size_in} input it needs {pads[0]} pixels of zero padding on each side: put "
             f"keras.layers.ZeroPadding2D({pads[0]}) before it and keep padding='valid' "
@@ -278,10 +362,18 @@ def trace_student(ctx: Any, builder: str, shape: Sequence[int], **kwargs: Any) -
 
 def trace_reference(ctx: Any, builder: str, shape: Sequence[int], **kwargs: Any) -> list[LayerTrace]:
     """Trace the reference model built with `kwargs` on inputs of `shape` (cached per context)."""
-    return ctx.cached(
-        ("trace-reference", builder, tuple(shape), repr(sorted(kwargs.items()))),
-        lambda: trace(ctx.reference_call(builder, **kwargs), shape),
-    )
+
+    def compute() -> list[LayerTrace]:
+        model = ctx.reference_call(builder, **kwargs)
+        traced = trace(model, shape)
+        if total_params(traced) != int(model.count_params()):  # never cache a wrong reference (e.g. a racing thread)
+            raise RuntimeError(
+                f"the grader's trace of the reference {builder} has {total_params(traced):,} parameters, the model "
+                f"{int(model.count_params()):,}: not kept"
+            )
+        return traced
+
+    return ctx.cached(("trace-reference", builder, tuple(shape), repr(sorted(kwargs.items()))), compute)
 
 
 def total_params(layers: Sequence[LayerTrace]) -> int:
@@ -297,7 +389,7 @@ def weight_shapes(model: Any) -> list[tuple[int, ...]]:
     return [tuple(int(d) for d in w.shape) for w in getattr(model, "weights", [])]
 
 
-def ensure(condition: bool, message: str) -> None:
-    """Raise `CheckFailed(message)` unless `condition` holds."""
+def ensure(condition: bool, message: str, *, diagnosis: str | None = None) -> None:
+    """Raise `CheckFailed(message, diagnosis=diagnosis)` unless `condition` holds."""
     if not condition:
-        raise CheckFailed(message)
+        raise CheckFailed(message, diagnosis=diagnosis)

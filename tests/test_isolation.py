@@ -16,12 +16,13 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, failed
+
 from grader.grading import grade_folder
-from grader.isolation import UID_BASE, UID_SLOTS, Limits, uid_processes
+from grader.options import GradingOptions, Limits, Transfer
 from grader.paths import solutions_dir
 from grader.questions import get_question
+from grader.sandbox import UID_BASE, UID_SLOTS, IsolatedExecutor, uid_processes
 
 GOOD_LENET = (solutions_dir() / "q1_lenet.py").read_text()
 LIMITS = Limits(wall_s=60, memory_mb=2048, processes=96)
@@ -60,6 +61,7 @@ def test_exception_is_reported_at_the_students_line(tmp_path):
     result = grade_isolated(tmp_path / "s", "q1", source)
     assert result.score == 0
     assert any("raised ZeroDivisionError at q1_lenet.py line 2 (`return 1 / 0`)" in m for m in messages(result))
+    assert {c.diagnosis for c in result.checks} == {"crashed"}  # named in the child, accepted as a generic id
 
 
 def test_endless_loop_hits_the_wall_clock_limit(tmp_path):
@@ -70,6 +72,7 @@ def test_endless_loop_hits_the_wall_clock_limit(tmp_path):
     first = messages(result)[0]
     assert "did not finish within the 4-second limit" in first and "endless loop" in first
     assert all("not run: earlier in this question" in m or "4-second limit" in m for m in messages(result))
+    assert result.checks[0].diagnosis == "timeout"
 
 
 def test_memory_exhaustion_is_out_of_memory(tmp_path):
@@ -80,6 +83,7 @@ def test_memory_exhaustion_is_out_of_memory(tmp_path):
     )
     result = grade_isolated(tmp_path / "s", "q1", source)
     assert any("ran out of memory" in m for m in messages(result)), messages(result)
+    assert "out-of-memory" in {c.diagnosis for c in result.checks}
 
 
 def test_fork_bomb_is_capped_and_every_forked_process_is_killed(tmp_path):
@@ -142,7 +146,9 @@ def test_killing_the_parents_group_reaches_only_the_child(tmp_path):
 
 def test_flooding_stdout_is_bounded_and_grading_goes_on(tmp_path):
     source = GOOD_LENET.replace(
-        "def build_lenet5(", "import os\n_flooded = []\ndef _flood():\n    os.write(1, b'x' * 50_000_000)\n    print('y' * 20_000_000)\n\ndef build_lenet5(", 1
+        "def build_lenet5(",
+        "import os\n_flooded = []\ndef _flood():\n    os.write(1, b'x' * 50_000_000)\n    print('y' * 20_000_000)\n\ndef build_lenet5(",
+        1,
     )
     source = source.replace("    return keras.Sequential(", "    _flood()\n    return keras.Sequential(", 1)
     assert "_flood()\n    return" in source
@@ -151,7 +157,12 @@ def test_flooding_stdout_is_bounded_and_grading_goes_on(tmp_path):
 
 
 def test_writing_outside_its_folder_changes_nothing(tmp_path):
-    targets = [tmp_path / "outside.txt", REPO / "grader" / "pwned.py", solutions_dir() / "q1_lenet.py", Path("/tmp/cnn-grader-pwned")]
+    targets = [
+        tmp_path / "outside.txt",
+        REPO / "grader" / "pwned.py",
+        solutions_dir() / "q1_lenet.py",
+        Path("/tmp/cnn-grader-pwned"),
+    ]
     source = (
         "import os\n"
         f"TARGETS = {[str(t) for t in targets]!r}\n"
@@ -306,7 +317,10 @@ def test_cli_json_cannot_be_forged_by_printing(tmp_path):
     (tmp_path / "q1_lenet.py").write_text(source)
     done = subprocess.run(
         [sys.executable, "-m", "grader", "check", "q1", "--path", str(tmp_path), "--json"],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 1
     report = json.loads(done.stdout)  # pure JSON: nothing the student printed reached stdout
@@ -318,7 +332,10 @@ def test_in_process_flag_still_grades_in_the_grader_process(tmp_path):
     (tmp_path / "q6_dropout.py").write_text((solutions_dir() / "q6_dropout.py").read_text())
     done = subprocess.run(
         [sys.executable, "-m", "grader", "check", "q6", "--path", str(tmp_path), "--json", "--in-process"],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     report = json.loads(done.stdout)
     assert done.returncode == 0 and report["score"] == report["max_score"] == 5
@@ -352,8 +369,6 @@ def test_training_opt_in_sends_weights_both_ways_and_a_history_back(tmp_path):
     import keras
     import numpy as np
 
-    from grader.isolation import IsolatedExecutor
-
     source = GOOD_LENET + (
         "\n\ndef train(model, x, y):\n"
         "    print('training')\n"
@@ -367,8 +382,8 @@ def test_training_opt_in_sends_weights_both_ways_and_a_history_back(tmp_path):
     x = np.random.default_rng(0).random((32, 4), dtype=np.float32)
     y = np.arange(32) % 3
     with IsolatedExecutor(get_question("q1"), tmp_path, limits=LIMITS) as executor:
-        outcome = executor.call("train", (model, x, y), send_back_args=True)
-        built = executor.call("build_lenet5", weights_back=True).value
+        outcome = executor.call("train", (model, x, y), transfer=Transfer.ROUND_TRIP)
+        built = executor.call("build_lenet5", transfer=Transfer.WEIGHTS_BACK).value
     trained, x_back, y_back = outcome.args
     assert outcome.stdout == "training\n"
     assert type(outcome.value).__name__ == "History" and len(outcome.value.history["loss"]) == 2
@@ -380,22 +395,45 @@ def test_training_opt_in_sends_weights_both_ways_and_a_history_back(tmp_path):
 
 
 def test_the_child_imports_any_standard_module_but_sees_nothing_else_of_a_closed_home(tmp_path):
-    source = "import mailbox, encodings.cp037, os\nHOME_VIEW = {}\n" + GOOD_LENET + (
-        "\n\ndef home_view():\n"
-        "    out = {}\n"
-        "    for folder in ('/root', os.path.expanduser('~')):\n"
-        "        try:\n"
-        "            out[folder] = sorted(os.listdir(folder))\n"
-        "        except OSError as error:\n"
-        "            out[folder] = type(error).__name__\n"
-        "    return out\n"
+    source = (
+        "import mailbox, encodings.cp037, os\nHOME_VIEW = {}\n"
+        + GOOD_LENET
+        + (
+            "\n\ndef home_view():\n"
+            "    out = {}\n"
+            "    for folder in ('/root', os.path.expanduser('~')):\n"
+            "        try:\n"
+            "            out[folder] = sorted(os.listdir(folder))\n"
+            "        except OSError as error:\n"
+            "            out[folder] = type(error).__name__\n"
+            "    return out\n"
+        )
     )
-    from grader.isolation import IsolatedExecutor
-
     (tmp_path / "q1_lenet.py").write_text(source)
     with IsolatedExecutor(get_question("q1"), tmp_path, limits=LIMITS) as executor:
         assert executor.load_error is None
         view = executor.call("home_view").value
-    if os.path.isdir("/root") and not os.stat("/root").st_mode & 0o001 and isinstance(executor.enforced["hidden"], list):
+    if (
+        os.path.isdir("/root")
+        and not os.stat("/root").st_mode & 0o001
+        and isinstance(executor.enforced["hidden"], list)
+    ):
         assert set(view["/root"]) <= {".pyenv", ".local", ".cache", ".venv"}  # only where Python lives
         assert ".bashrc" not in view["/root"]
+
+
+def test_an_endless_loop_in_a_structural_question_is_reported_within_its_own_minute(tmp_path):
+    """No limit given (as `grader check` runs): q1's own 60-second limit stops the loop and the message names it."""
+    folder = tmp_path / "s"
+    folder.mkdir()
+    (folder / "q1_lenet.py").write_text(
+        "def build_lenet5(input_shape=(28, 28, 1), num_classes=10):\n    while True:\n        pass\n"
+    )
+    spec = get_question("q1")
+    assert spec.time_limit_s == 60 and spec.limits_for(Limits(), GradingOptions()).wall_s == 60
+    started = time.monotonic()
+    result = grade_folder(spec, folder, isolated=True)
+    assert time.monotonic() - started < 60 + 30  # the limit, plus start-up and the grader's own steps
+    assert "did not finish within the 60-second limit" in messages(result)[0]
+    assert result.checks[0].diagnosis == "timeout"
+    assert result.meta["isolation"]["wall_s"] == 60
