@@ -8,13 +8,19 @@ import time
 import keras
 import numpy as np
 import pytest
+from conftest import REPO, failed, grade_source
 from keras import layers
 
-from conftest import REPO, failed, grade_source
-from grader import flowers
-from grader.checks import CheckFailed, Context
+from grader.checks import CheckFailed, Context, UserFacingError, resolve_grader_function
+from grader.flowers.backbones import batch_norm_layers
+from grader.flowers.data import DataUnavailable, load_flowers
+from grader.flowers.experiment import NAMES, QUICK_EPOCHS
+from grader.flowers.pipeline import make_dataset
+from grader.flowers.report import ReportError
+from grader.flowers.synthetic import make_synthetic_flowers
 from grader.grading import grade_folder, reference_namespace
-from grader.questions import get_question
+from grader.options import GradingOptions, Limits
+from grader.questions import get_question, q7_beside, q7_model
 from grader.questions import q7_flowers as q7
 
 QUESTION = get_question("q7")
@@ -23,9 +29,9 @@ REFERENCE = reference_namespace(QUESTION)
 
 def run(check, **objects):
     """Run one check function on the objects given (the reference fills in the rest): (passed, message)."""
-    namespace = {name: REFERENCE[name] for name in q7.NAMES}
+    namespace = {name: REFERENCE[name] for name in NAMES}
     namespace.update(objects)
-    ctx = Context(QUESTION, namespace, REFERENCE, options={"tier": "quick"})
+    ctx = Context(QUESTION, namespace, REFERENCE, options=GradingOptions(tier="quick"))
     try:
         return True, check(ctx)
     except CheckFailed as failure:
@@ -50,7 +56,7 @@ def test_reference_passes_every_check_quick_tier_within_budget():
     meta = result.meta["q7"]
     assert meta["tier"] == "quick" and meta["weights"] == "None"
     assert meta["train_loss_after"] < meta["train_loss_before"]
-    assert len(meta["curves"]["test_accuracy"]) == meta["epochs"] == q7.QUICK_EPOCHS
+    assert len(meta["curves"]["test_accuracy"]) == meta["epochs"] == QUICK_EPOCHS
     assert elapsed < 180, f"the quick tier took {elapsed:.0f} CPU seconds"
 
 
@@ -242,7 +248,7 @@ def mobilenet_model(
     base = constructor(**kwargs)
     base.trainable = not freeze
     if norm_trainable:  # frozen weights, but BatchNormalization left in training mode
-        for layer in flowers.batch_norm_layers(base):
+        for layer in batch_norm_layers(base):
             layer.trainable = True
             for variable in (layer.gamma, layer.beta):
                 variable.trainable = False
@@ -266,7 +272,13 @@ def builder(**knobs):
     return build_transfer_model
 
 
-MODEL_CHECKS = (q7.model_head, q7.backbone_frozen, q7.backbone_pretrained, q7.inference_mode, q7.num_classes_used)
+MODEL_CHECKS = (
+    q7_model.model_head,
+    q7_model.backbone_frozen,
+    q7_model.backbone_pretrained,
+    q7_model.inference_mode,
+    q7_model.num_classes_used,
+)
 
 
 def test_another_backbone_and_a_sequential_head_pass_every_model_check():
@@ -274,35 +286,44 @@ def test_another_backbone_and_a_sequential_head_pass_every_model_check():
         base = keras.applications.MobileNetV3Small(include_top=False, weights=weights, input_shape=(224, 224, 3))
         base.trainable = False
         return keras.Sequential(
-            [keras.Input((224, 224, 3)), base, layers.GlobalAveragePooling2D(), layers.Dense(256), layers.ReLU(), layers.Dropout(0.2), layers.Dense(num_classes), layers.Softmax()]
+            [
+                keras.Input((224, 224, 3)),
+                base,
+                layers.GlobalAveragePooling2D(),
+                layers.Dense(256),
+                layers.ReLU(),
+                layers.Dropout(0.2),
+                layers.Dense(num_classes),
+                layers.Softmax(),
+            ]
         )
 
     for check in MODEL_CHECKS:
         passed, message = run(check, build_transfer_model=build_transfer_model)
         assert passed, f"{check.__name__}: {message}"
-    assert "256 x (576 + 1) + 257 x 102" in run(q7.backbone_frozen, build_transfer_model=build_transfer_model)[1]
+    assert "256 x (576 + 1) + 257 x 102" in run(q7_model.backbone_frozen, build_transfer_model=build_transfer_model)[1]
 
 
 def test_unfrozen_backbone_fails_the_frozen_and_the_inference_mode_checks():
     build = builder(freeze=False, inference=False)
-    assert "which should be frozen" in fails(q7.backbone_frozen, build_transfer_model=build)
-    assert "moving mean" in fails(q7.inference_mode, build_transfer_model=build)
-    assert run(q7.model_head, build_transfer_model=build)[0]
+    assert "which should be frozen" in fails(q7_model.backbone_frozen, build_transfer_model=build)
+    assert "moving mean" in fails(q7_model.inference_mode, build_transfer_model=build)
+    assert run(q7_model.model_head, build_transfer_model=build)[0]
 
 
 def test_batch_norm_in_training_mode_fails_only_the_inference_mode_check():
     build = builder(norm_trainable=True, inference=False)
-    assert run(q7.backbone_frozen, build_transfer_model=build)[0]
-    message = fails(q7.inference_mode, build_transfer_model=build)
+    assert run(q7_model.backbone_frozen, build_transfer_model=build)[0]
+    message = fails(q7_model.inference_mode, build_transfer_model=build)
     assert "training mode" in message and "training=False" in message
 
 
 def test_wrong_head_fails_with_what_differs():
-    assert "expected 256" in fails(q7.model_head, build_transfer_model=builder(units=128))
-    assert "expected exactly two" in fails(q7.model_head, build_transfer_model=builder(extra_dense=True))
-    assert "'softmax'" in fails(q7.model_head, build_transfer_model=builder(output_activation=None))
-    assert "GlobalAveragePooling2D" in fails(q7.model_head, build_transfer_model=builder(pool="flatten"))
-    assert "in the head" in fails(q7.backbone_frozen, build_transfer_model=builder(units=128))
+    assert "expected 256" in fails(q7_model.model_head, build_transfer_model=builder(units=128))
+    assert "expected exactly two" in fails(q7_model.model_head, build_transfer_model=builder(extra_dense=True))
+    assert "'softmax'" in fails(q7_model.model_head, build_transfer_model=builder(output_activation=None))
+    assert "GlobalAveragePooling2D" in fails(q7_model.model_head, build_transfer_model=builder(pool="flatten"))
+    assert "in the head" in fails(q7_model.backbone_frozen, build_transfer_model=builder(units=128))
 
 
 def test_classifier_left_on_the_backbone_fails():
@@ -313,25 +334,35 @@ def test_classifier_left_on_the_backbone_fails():
         x = layers.Dense(256, activation="relu")(base(inputs, training=False))
         return keras.Model(inputs, layers.Dense(num_classes, activation="softmax")(x))
 
-    assert "include_top=False" in fails(q7.model_head, build_transfer_model=build_transfer_model)
+    assert "include_top=False" in fails(q7_model.model_head, build_transfer_model=build_transfer_model)
 
 
 def test_ignored_weights_argument_fails():
-    message = fails(q7.backbone_pretrained, build_transfer_model=builder(ignore_weights=True))
+    message = fails(q7_model.backbone_pretrained, build_transfer_model=builder(ignore_weights=True))
     assert "did not load the backbone's weights" in message
 
 
 def test_home_made_backbone_is_not_pretrained():
     def build_transfer_model(num_classes=102, weights="imagenet"):
-        base = keras.Sequential([keras.Input((224, 224, 3)), layers.Conv2D(8, 3, strides=4), layers.BatchNormalization(), layers.Conv2D(16, 3, strides=4)], name="mynet")
+        base = keras.Sequential(
+            [
+                keras.Input((224, 224, 3)),
+                layers.Conv2D(8, 3, strides=4),
+                layers.BatchNormalization(),
+                layers.Conv2D(16, 3, strides=4),
+            ],
+            name="mynet",
+        )
         base.trainable = False
         inputs = keras.Input((224, 224, 3))
         x = layers.GlobalAveragePooling2D()(base(inputs, training=False))
         x = layers.Dense(256, activation="relu")(x)
         return keras.Model(inputs, layers.Dense(num_classes, activation="softmax")(x))
 
-    assert "not a keras.applications network" in fails(q7.backbone_pretrained, build_transfer_model=build_transfer_model)
-    assert run(q7.backbone_frozen, build_transfer_model=build_transfer_model)[0]
+    assert "not a keras.applications network" in fails(
+        q7_model.backbone_pretrained, build_transfer_model=build_transfer_model
+    )
+    assert run(q7_model.backbone_frozen, build_transfer_model=build_transfer_model)[0]
 
 
 def test_flat_model_without_a_nested_backbone_fails_clearly():
@@ -341,14 +372,14 @@ def test_flat_model_without_a_nested_backbone_fails_clearly():
         x = layers.Dense(256, activation="relu")(x)
         return keras.Model(inputs, layers.Dense(num_classes, activation="softmax")(x))
 
-    assert "No backbone model was found" in fails(q7.model_head, build_transfer_model=build_transfer_model)
+    assert "No backbone model was found" in fails(q7_model.model_head, build_transfer_model=build_transfer_model)
 
 
 def test_hard_coded_class_count_fails_the_hidden_check():
     def build_transfer_model(num_classes=102, weights="imagenet"):
         return mobilenet_model(num_classes=102, weights=weights)
 
-    assert "num_classes=5" in fails(q7.num_classes_used, build_transfer_model=build_transfer_model)
+    assert "num_classes=5" in fails(q7_model.num_classes_used, build_transfer_model=build_transfer_model)
 
 
 # --- training -------------------------------------------------------------------------------------------------
@@ -365,15 +396,16 @@ def test_training_that_unfreezes_the_backbone_fails():
     assert "backbone's weights or BatchNormalization statistics changed" in message
 
 
-def test_full_tier_offline_without_weights_names_the_options(tmp_path, monkeypatch):
-    flowers.make_synthetic_flowers(tmp_path, num_classes=2, per_class=4)
-    monkeypatch.setenv("CNN_GRADER_FLOWERS", str(tmp_path))
+def test_full_tier_offline_without_weights_names_the_options(tmp_path):
+    make_synthetic_flowers(tmp_path, num_classes=2, per_class=4)
 
     def build_transfer_model(num_classes=102, weights="imagenet"):
-        raise Exception("URL fetch failure on https://storage.googleapis.com/keras-applications/efficientnetb0_notop.h5: None -- [Errno -3] Temporary failure in name resolution")
+        raise Exception(
+            "URL fetch failure on https://storage.googleapis.com/keras-applications/efficientnetb0_notop.h5: None -- [Errno -3] Temporary failure in name resolution"
+        )
 
-    namespace = {name: REFERENCE[name] for name in q7.NAMES} | {"build_transfer_model": build_transfer_model}
-    ctx = Context(QUESTION, namespace, REFERENCE, options={"tier": "full"})
+    namespace = {name: REFERENCE[name] for name in NAMES} | {"build_transfer_model": build_transfer_model}
+    ctx = Context(QUESTION, namespace, REFERENCE, options=GradingOptions(tier="full", data=str(tmp_path)))
     with pytest.raises(CheckFailed) as error:
         q7.training(ctx)
     message = str(error.value)
@@ -387,7 +419,7 @@ def test_tfds_mock_data_loads_all_splits_as_one_set(tmp_path, monkeypatch):
     tfds = pytest.importorskip("tensorflow_datasets")
     monkeypatch.setenv("CNN_GRADER_DATA", str(tmp_path))  # nothing in the data home: falls through to TFDS
     with tfds.testing.mock_data(num_examples=9):
-        data = flowers.load_flowers()
+        data = load_flowers()
     assert data.kind == "tfds" and len(data) == 9
     assert data.num_classes == 102 and data.class_names[0] == "pink primrose"
     assert data.labels.min() >= 0 and data.labels.max() < 102
@@ -402,31 +434,56 @@ def test_original_archive_is_extracted_and_labelled(tmp_path):
     (source / "jpg").mkdir(parents=True)
     labels = np.array([1, 1, 2, 3, 3, 3])
     for i in range(len(labels)):
-        keras.utils.save_img(str(source / "jpg" / f"image_{i + 1:05d}.jpg"), np.full((20 + i, 30, 3), 40 * i, np.uint8), scale=False)
+        keras.utils.save_img(
+            str(source / "jpg" / f"image_{i + 1:05d}.jpg"), np.full((20 + i, 30, 3), 40 * i, np.uint8), scale=False
+        )
     home = tmp_path / "home"
     home.mkdir()
     with tarfile.open(home / "102flowers.tgz", "w:gz") as archive:
         archive.add(source / "jpg", arcname="jpg")
     savemat(home / "imagelabels.mat", {"labels": labels[None, :]})
-    data = flowers.load_flowers(home)
+    data = load_flowers(home)
     assert data.kind == "archive" and len(data) == 6
     assert data.labels.tolist() == [0, 0, 1, 2, 2, 2]
     assert data.image(5).shape == (25, 30, 3)
 
 
 def test_image_folder_feeds_the_pipeline(tmp_path):
-    flowers.make_synthetic_flowers(tmp_path, num_classes=3, per_class=2)
-    data = flowers.load_flowers(tmp_path)
+    make_synthetic_flowers(tmp_path, num_classes=3, per_class=2)
+    data = load_flowers(tmp_path)
     assert data.kind == "folder" and len(data) == 6 and data.num_classes == 3
     assert np.bincount(data.labels).tolist() == [2, 2, 2]
-    batch, labels = next(iter(flowers.make_dataset(data, np.arange(6), reference_preprocess, training=False, batch_size=4)))
+    batch, labels = next(iter(make_dataset(data, np.arange(6), reference_preprocess, training=False, batch_size=4)))
     assert tuple(batch.shape) == (4, 224, 224, 3) and batch.dtype == "float32"
     assert labels.numpy().tolist() == data.labels[:4].tolist()
 
 
 def test_no_data_anywhere_gives_one_clear_message(tmp_path, monkeypatch):
     monkeypatch.setenv("CNN_GRADER_DATA", str(tmp_path))
-    with pytest.raises(flowers.DataUnavailable) as error:
-        flowers.load_flowers(tfds_data_dir=str(tmp_path / "tfds"))
+    with pytest.raises(DataUnavailable) as error:
+        load_flowers(tfds_data_dir=str(tmp_path / "tfds"))
     message = str(error.value)
-    assert "102flowers.tgz" in message and "images/<class name>" in message and "tfds build oxford_flowers102" in message
+    assert (
+        "102flowers.tgz" in message and "images/<class name>" in message and "tfds build oxford_flowers102" in message
+    )
+
+
+# --- the question's declaration -------------------------------------------------------------------------------
+
+
+def test_code_beside_the_student_is_reached_by_its_targets():
+    for target in (q7_beside.PREPROCESS_TARGET, q7_beside.BUILD_TARGET, q7_beside.TRAIN_TARGET):
+        assert resolve_grader_function(target).__name__ == target.rpartition(":")[2]
+
+
+def test_full_tier_raises_the_sandbox_limits_and_quick_keeps_them():
+    limits = Limits(wall_s=300, memory_mb=4096)
+    assert QUESTION.limits_for(limits, GradingOptions(tier="quick")) == limits
+    full = QUESTION.limits_for(limits, GradingOptions(tier="full"))
+    assert full.wall_s == 3600 and full.memory_mb == 24_576 and full.threads == limits.threads
+    assert QUESTION.limits_for(Limits(wall_s=9000), GradingOptions(tier="full")).wall_s == 9000  # never lowered
+
+
+def test_errors_for_the_user_are_user_facing():
+    assert issubclass(DataUnavailable, UserFacingError) and issubclass(ReportError, UserFacingError)
+    assert resolve_grader_function(QUESTION.report).__name__ == "report_command"

@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from grader import flowers, transfer_report
 from grader.cli import main
+from grader.flowers import report as transfer_report
+from grader.flowers.experiment import NAMES, Experiment
+from grader.flowers.synthetic import make_synthetic_flowers, synthetic_flowers
 from grader.grading import reference_namespace
 from grader.questions import get_question
 
@@ -67,10 +69,10 @@ def test_comparison_lists_every_backbone_run(report_dir, tmp_path):
     run = json.loads(next((out / "runs").glob("*.json")).read_text())
     other = run | {"backbone": "resnet50", "test_accuracy": 0.9, "test_top5": 0.98, "trainable_params": 550_758}
     (out / "runs" / "resnet50-quick.json").write_text(json.dumps(other))
-    data = flowers.synthetic_flowers(tmp_path / "flowers")
+    data = synthetic_flowers(tmp_path / "flowers")
     reference = reference_namespace(get_question("q7"))
     parts = reference["split_indices"](data.labels, seed=0)
-    experiment = flowers.Experiment.from_dict({k: v for k, v in run.items() if k != "finished"})
+    experiment = Experiment.from_dict({k: v for k, v in run.items() if k != "finished"})
     _, markdown = transfer_report.write_report(out, experiment, data, reference["preprocess"], parts)
     table = markdown.read_text().split("## Backbones compared")[1]
     rows = [line for line in table.splitlines() if line.startswith("| resnet50") or line.startswith("| efficientnetb0")]
@@ -92,14 +94,29 @@ def test_report_refuses_a_leaking_split(tmp_path):
         train, val, test = reference["split_indices"](labels, seed)
         return train, val, np.concatenate([test, train[:1]])
 
-    functions = {name: reference[name] for name in transfer_report.NAMES} | {"split_indices": split_indices}
+    functions = {name: reference[name] for name in NAMES} | {"split_indices": split_indices}
     with pytest.raises(transfer_report.ReportError, match="split leaks"):
-        transfer_report.report(functions, out=tmp_path, data=str(flowers.make_synthetic_flowers(tmp_path / "f", num_classes=2, per_class=4)))
+        transfer_report.report(
+            functions, out=tmp_path, data=str(make_synthetic_flowers(tmp_path / "f", num_classes=2, per_class=4))
+        )
 
 
 def test_report_command_only_for_q7():
     result = CliRunner().invoke(main, ["report", "q1", "--solutions"])
-    assert result.exit_code != 0 and "only q7 has a report" in result.output
+    assert result.exit_code != 0 and "q1 has no report (questions with one: q7)" in result.output
+
+
+def test_report_errors_reach_the_user_without_a_traceback(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = CliRunner().invoke(
+        main, ["report", "q7", "--solutions", "--out", str(tmp_path / "r"), "--data", str(empty)]
+    )
+    assert (
+        result.exit_code == 1
+        and "The Oxford 102 flowers were not found" in result.output
+        and "Traceback" not in result.output
+    )
 
 
 def chromium() -> str | None:
@@ -116,15 +133,27 @@ def test_report_renders_in_headless_chromium(report_dir, tmp_path):
             pytest.fail("headless Chromium is needed for this test: install.sh installs Debian's chromium package")
         pytest.skip("Chromium is not installed (install.sh installs it); CI runs this test")
     page = (report_dir / "report.html").resolve().as_uri()
-    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000"]
+    flags = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=10000",
+    ]
     dom = subprocess.run([*flags, "--dump-dom", page], capture_output=True, text=True, timeout=120, check=True).stdout
     for key, heading in transfer_report.SECTIONS:
-        assert re.search(rf"<section id=\"{key}\"><h2>{re.escape(heading)}</h2>", dom), f"section {key} missing in the rendered page"
+        assert re.search(rf"<section id=\"{key}\"><h2>{re.escape(heading)}</h2>", dom), (
+            f"section {key} missing in the rendered page"
+        )
     loaded = re.search(r'data-images-loaded="(\d+)/(\d+)"', dom)
     assert loaded, "the page's load handler did not run"
     assert loaded.group(1) == loaded.group(2) == str(len(FIGURES)), f"images decoded: {loaded.group(0)}"
     for name in FIGURES:
         assert f'data-figure="{name}"' in dom
     shot = tmp_path / "report.png"
-    subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1200,2400", page], capture_output=True, timeout=120, check=True)
+    subprocess.run(
+        [*flags, f"--screenshot={shot}", "--window-size=1200,2400", page], capture_output=True, timeout=120, check=True
+    )
     assert shot.read_bytes().startswith(b"\x89PNG") and shot.stat().st_size > 20_000
