@@ -1,15 +1,22 @@
-"""The nbgrader course: generation (fast tests) and a real end-to-end grading run (slow).
+"""The nbgrader course: generation and sandboxed autograde (fast tests), a real end-to-end grading run (slow).
 
-The slow test builds a course with the structural questions, runs the real nbgrader
-(generate_assignment, autograde with real kernels, generate_feedback, export) on seven
-submissions through `grader nbgrader grade`, and reads the SQLite gradebook.
+The slow tests build a course with the structural questions and run the real nbgrader
+(generate_assignment, autograde graded in the sandbox, generate_feedback, export) through
+`grader nbgrader grade` on a class of honest, broken and hostile notebooks (the rows of
+issue 17), in two rounds (a TA's hand grade and a resubmission in between), then read the
+SQLite gradebook, the autograded notebooks, the feedback and the CSV.
 """
 
 from __future__ import annotations
 
 import ast
 import csv
+import hashlib
+import os
 import re
+import shutil
+import tempfile
+import textwrap
 import time
 from pathlib import Path
 
@@ -17,11 +24,13 @@ import nbformat
 import pytest
 from click.testing import CliRunner
 
+from grader.batch.submissions import discover, notebook_modules, stage_files
 from grader.cli import main
 from grader.grading import grade_folder
+from grader.nbgrader.autograde import SandboxGrade, confinement_problem, grade_notebook, write_grades
 from grader.nbgrader.build import IGNORE_PATTERN, build_course, make_notebook, solution_cell_source
 from grader.nbgrader.grade import run_nbgrader
-from grader.notebook import checks_graded_by_hand
+from grader.options import Limits
 from grader.questions import QUESTIONS, get_question
 from grader.questions.q6_dropout import MANUAL_POINTS
 
@@ -68,7 +77,8 @@ def test_build_writes_every_registered_question(tmp_path: Path) -> None:
         assert f"{question.id}_task" in ids and f"{question.id}_solution" in ids and f"{question.id}_test" in ids
     assert ids[1] == "setup" and "import_keras()" in notebook.cells[1].source
     config = (tmp_path / "nbgrader_config.py").read_text()
-    for needle in ("course_id", "gradebook.db", "Execute.timeout = 600", "IgnorePattern.pattern", "add_missing_cells = True", "ClearHiddenTests"):
+    needles = ("course_id", "gradebook.db", "SandboxGrade.timeout = 600", "add_missing_cells", "ClearHiddenTests")
+    for needle in needles:
         assert needle in config
     assert list((tmp_path / "source" / ASSIGNMENT).iterdir()) == [path]  # no solutions or data beside it
 
@@ -81,7 +91,14 @@ def test_release_of_the_full_course_hides_solutions_tests_and_rubrics(tmp_path: 
     assert [p.name for p in release.iterdir()] == [f"{ASSIGNMENT}.ipynb"]
     notebook = nbformat.read(release / f"{ASSIGNMENT}.ipynb", as_version=4)
     text = "\n".join(c.source for c in notebook.cells)
-    for secret in ("BEGIN SOLUTION", "BEGIN HIDDEN TESTS", "grading_time", "MARK SCHEME", "Rubric for graders", "About 96%"):
+    for secret in (
+        "BEGIN SOLUTION",
+        "BEGIN HIDDEN TESTS",
+        "grading_time",
+        "MARK SCHEME",
+        "Rubric for graders",
+        "About 96%",
+    ):
         assert secret not in text
     for question in QUESTIONS.values():
         assert "raise NotImplementedError()" in _cell(notebook, f"{question.id}_solution").source
@@ -101,7 +118,13 @@ def test_cells_follow_nbgrader_schema_and_points() -> None:
         assert _meta(cell)["schema_version"] == 3
     test = cells["q1_test"]
     assert _meta(test) | {"points": None} == {
-        "grade": True, "solution": False, "locked": True, "task": False, "grade_id": "q1_test", "schema_version": 3, "points": None,
+        "grade": True,
+        "solution": False,
+        "locked": True,
+        "task": False,
+        "grade_id": "q1_test",
+        "schema_version": 3,
+        "points": None,
     }
     assert _meta(test)["points"] == get_question("q1").max_score
     assert test.source.strip().splitlines()[-1] == 'check("q1")'
@@ -113,7 +136,9 @@ def test_cells_follow_nbgrader_schema_and_points() -> None:
     assert _meta(answer)["points"] == MANUAL_POINTS
     assert rubric.cell_type == "markdown" and _meta(rubric)["task"] and "### BEGIN MARK SCHEME" in rubric.source
     assert cells["q6_test"].source.strip().endswith("check(\"q6\", by_hand=('ANSWER',))")
-    written = {c.points for c in get_question("q6").checks if c.name in checks_graded_by_hand(get_question("q6"), ("ANSWER",))}
+    written = {
+        c.points for c in get_question("q6").checks if c.name in get_question("q6").checks_screening(("ANSWER",))
+    }
     assert _meta(cells["q6_test"])["points"] == get_question("q6").max_score - sum(written) == 3
 
 
@@ -121,7 +146,9 @@ def test_solution_cell_keeps_stub_interface_and_hides_reference() -> None:
     q5 = get_question("q5")
     source = solution_cell_source(q5)
     compile(source, "q5", "exec")
-    released = re.sub(r"( *)### BEGIN SOLUTION.*?### END SOLUTION", r"\1raise NotImplementedError()", source, flags=re.S)
+    released = re.sub(
+        r"( *)### BEGIN SOLUTION.*?### END SOLUTION", r"\1raise NotImplementedError()", source, flags=re.S
+    )
     tree = ast.parse(released)
     functions = [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
     assert functions == ["conv2d_params", "dense_params", "count_parameters"]  # the reference's helper is nested
@@ -137,7 +164,7 @@ def test_solution_cell_nests_helpers_and_literals_but_keeps_state_module_level()
     stub = 'import numpy as np\n\n\ndef f(x):\n    """Stub doc."""\n    raise NotImplementedError\n\n\nANSWER = "YOUR ANSWER HERE"\n'
     reference = (
         '"""Reference."""\nimport math\n\nSCALE = 3\nRNG = object()\n\n\n'
-        'def _helper(x):\n    return x * SCALE\n\n\n'
+        "def _helper(x):\n    return x * SCALE\n\n\n"
         'def f(x):\n    """Reference doc (0.9596)."""\n    return math.floor(_helper(x)) if RNG else 0\n\n\n'
         'ANSWER = "the written answer"\n'
     )
@@ -182,6 +209,114 @@ def test_hidden_checks_are_redacted_at_grading_time(monkeypatch, capsys) -> None
     assert "written answer" not in report  # graded by hand in the notebook
 
 
+def test_autograde_runs_nbgraders_steps_with_the_sandbox_in_place_of_the_kernel(tmp_path: Path) -> None:
+    """The course's config: nbgrader's own autograde preprocessors, `Execute` (a kernel) replaced by `SandboxGrade`."""
+    from nbgrader.converters.autograde import Autograde
+    from nbgrader.preprocessors import Execute
+    from traitlets.config.loader import PyFileConfigLoader
+
+    build_course(tmp_path, ["q1"], timeout=45)
+    config = PyFileConfigLoader("nbgrader_config.py", str(tmp_path)).load_config()
+    default = Autograde.autograde_preprocessors.default()
+    assert Execute in default
+    assert config.Autograde.autograde_preprocessors == [SandboxGrade if p is Execute else p for p in default]
+    assert config.SandboxGrade.course_dir == str(tmp_path) and config.SandboxGrade.timeout == 45
+
+
+def _filled(questions=TEST_QUESTIONS) -> nbformat.NotebookNode:
+    """The source notebook with the solution markers removed: what a student with full marks hands in."""
+    notebook = make_notebook([get_question(q) for q in questions])
+    for cell in notebook.cells:
+        if _meta(cell).get("solution"):
+            cell.source = re.sub(r"\s*### (BEGIN|END) SOLUTION\n?", "\n", cell.source).strip() + "\n"
+    return notebook
+
+
+def test_a_questions_module_is_every_code_cell_above_its_test_cell() -> None:
+    notebook = _filled()
+    index = next(i for i, c in enumerate(notebook.cells) if _meta(c).get("grade_id") == "q6_solution")
+    failing = "HELPER = 41\nraise RuntimeError('a failing cell')\nLATER = 1"
+    notebook.cells.insert(index, nbformat.v4.new_code_cell(failing))
+    notebook.cells.insert(index, nbformat.v4.new_code_cell("def broken(:\n    pass"))
+    notebook.cells.append(nbformat.v4.new_code_cell("AFTER_Q6 = True"))
+    modules = notebook_modules(notebook, [get_question(q) for q in TEST_QUESTIONS])
+    q1, q5, q6 = (modules[get_question(q).filename] for q in TEST_QUESTIONS)
+    assert "def build_lenet5" in q1 and "def count_parameters" not in q1 and "HELPER" not in q1
+    assert "def build_lenet5" in q6 and "def count_parameters" in q6 and "HELPER = 41" in q6
+    assert "AFTER_Q6" not in q6 and "check(" not in q6  # nothing below the test cell, no test cell
+    assert q6.rstrip().splitlines()[-1].startswith("ANSWER = ")  # the written answer, from its markdown cell
+    namespace: dict = {}
+    exec(compile(q6, "q6", "exec"), namespace)  # noqa: S102 - the reference notebook
+    assert namespace["HELPER"] == 41 and "LATER" not in namespace  # a failing cell stops itself only
+    assert callable(namespace["classifier_parameter_fraction"]) and "broken" not in namespace
+
+
+def test_multiline_strings_keep_their_text_in_the_module() -> None:
+    cell = 'def f():\n    """Doc\n  of f."""\n    return f"""a\n{1 + 1}\nb""" + """\nc"""\n'
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)])
+    [source] = notebook_modules(notebook, [get_question("q1")]).values()
+    namespace: dict = {}
+    exec(compile(source, "m", "exec"), namespace)  # noqa: S102 - test data
+    assert namespace["f"]() == "a\n2\nb\nc" and namespace["f"].__doc__ == "Doc\n  of f."
+
+
+def test_discover_grades_only_the_assignments_folder_and_reports_what_it_leaves_out(tmp_path: Path) -> None:
+    notebook = _filled()
+    huge = nbformat.from_dict(notebook)
+    huge.metadata["padding"] = "x" * (6 * 2**20)
+    with_outputs = nbformat.from_dict(notebook)
+    with_outputs.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="y" * (6 * 2**20))]
+    for student, assignments in {"big": {"cnn": huge, "training": notebook}, "plots": {"cnn": with_outputs}}.items():
+        for assignment, content in assignments.items():
+            folder = tmp_path / student / assignment
+            folder.mkdir(parents=True)
+            nbformat.write(content, folder / f"{assignment}.ipynb")
+    (tmp_path / "other" / "training").mkdir(parents=True)
+    nbformat.write(notebook, tmp_path / "other" / "training" / "training.ipynb")
+    found = {s.student: s for s in discover(tmp_path, assignment="cnn")}
+    assert set(found) == {"big", "plots"}  # "other" has no cnn folder: nothing of it is graded as cnn
+    assert found["big"].files == {} and found["big"].folder.name == "cnn"  # never the training folder instead
+    assert "cnn.ipynb is 6.0 MB without its outputs, over the 5 MB limit" in (found["big"].problem or "")
+    assert list(found["plots"].files) == ["cnn.ipynb"] and found["plots"].problem is None  # outputs do not count
+    assert len(found["plots"].files["cnn.ipynb"]) < 2**20
+
+
+def test_a_file_that_is_no_notebook_stages_nothing(tmp_path: Path) -> None:
+    files = {"notes.ipynb": b"[]", "cnn.ipynb": b"{ not json", "x.ipynb": b'{"cells": 3}'}
+    stage_files(files, tmp_path, [get_question("q1")])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cnn.ipynb", "notes.ipynb", "x.ipynb"]
+
+
+def test_confinement_is_required() -> None:
+    good = {"user": "uid 522017 (unprivileged)", "network": "off", "hidden": ["/srv/course", "/work/solutions"]}
+    assert confinement_problem(good, ["/srv/course"]) is None
+    assert "uid of its own" in confinement_problem({**good, "user": "not dropped: uid 1000"}, ["/srv/course"])
+    assert "network" in confinement_problem({**good, "network": "not available: unshare"}, ["/srv/course"])
+    assert "hidden" in confinement_problem({**good, "hidden": "not available: EPERM"}, ["/srv/course"])
+    assert "/" in (confinement_problem(good, ["/"]) or "")  # an existing folder that was not hidden
+
+
+def test_a_notebook_the_sandbox_cannot_grade_scores_zero_with_the_reason() -> None:
+    notebook = _filled(("q1",))
+    notebook.metadata["padding"] = "x" * (6 * 2**20)
+    extra = {"nbgrader": {"grade": True, "grade_id": "extra", "points": 1}}
+    notebook.cells.append(nbformat.v4.new_code_cell("1", metadata=extra))
+    grades = grade_notebook(notebook, hide=[], limits=Limits(wall_s=30))
+    assert all("without its outputs, over the 5 MB limit" in (g.not_graded or "") for g in grades.values())
+    summary = write_grades(notebook, grades)
+    assert set(summary["not_graded"]) == {"q1_test", "extra"}
+    for index in grades:
+        [output] = notebook.cells[index].outputs
+        assert output.output_type == "error"  # nbgrader scores an error 0 (no output at all would be full marks)
+    # no sandbox needed for these: a graded cell the grader does not know, a test cell worth other points
+    test = nbformat.from_dict(_cell(notebook, "q1_test"))
+    test.metadata.nbgrader.points = 7
+    other = nbformat.v4.new_notebook(cells=[notebook.cells[-1], test])
+    reasons = [g.not_graded for g in grade_notebook(other, hide=[], limits=Limits(wall_s=30)).values()]
+    worth = "the cell is worth 7 points but q1's checks give 10: rebuild the course"
+    assert reasons == ["extra is not a test cell of the grader", worth]
+
+
 # ---------------------------------------------------------------- slow: real nbgrader end to end
 
 
@@ -191,7 +326,9 @@ def _reference_submission(release: nbformat.NotebookNode, source: nbformat.Noteb
     notebook = nbformat.from_dict(release)
     for cell in notebook.cells:
         if _meta(cell).get("solution"):
-            cell.source = re.sub(r"\s*### (BEGIN|END) SOLUTION\n?", "\n", answers[_meta(cell)["grade_id"]]).strip() + "\n"
+            cell.source = (
+                re.sub(r"\s*### (BEGIN|END) SOLUTION\n?", "\n", answers[_meta(cell)["grade_id"]]).strip() + "\n"
+            )
     return notebook
 
 
@@ -199,7 +336,108 @@ def _cell(notebook: nbformat.NotebookNode, grade_id: str):
     return next(c for c in notebook.cells if _meta(c).get("grade_id") == grade_id)
 
 
-def _submissions(release: nbformat.NotebookNode, source: nbformat.NotebookNode) -> dict[str, nbformat.NotebookNode]:
+def _index(notebook: nbformat.NotebookNode, grade_id: str) -> int:
+    return next(i for i, c in enumerate(notebook.cells) if _meta(c).get("grade_id") == grade_id)
+
+
+# The hostile notebooks of issue 17. Each is the release with its solution cells emptied (so
+# nothing of the student's overrides what an attack might have brought in) and one attack
+# cell under the setup cell, so that it runs before every test cell. {course} is the course
+# folder. Each attack swallows its own errors, as a real one would.
+ATTACKS = {
+    "selfgrade": """
+from nbgrader.api import Gradebook
+with Gradebook("sqlite:///{course}/gradebook.db") as gb:  # its own grades, set as if by a TA
+    for nb in gb.find_submission("cnn", "selfgrade").notebooks:
+        for grade in nb.grades:
+            grade.manual_score = grade.max_score
+    gb.db.commit()
+""",
+    "copier": """
+import os, shutil
+from grader.paths import solutions_dir
+for name in os.listdir(solutions_dir()):
+    path = os.path.join(solutions_dir(), name)
+    shutil.copy(path, os.path.join("{course}/submitted/copier/cnn", name))
+    exec(open(path).read(), globals())
+""",
+    "poisoner": """
+import os, sqlite3
+os.makedirs("{course}/sandbox-grading/cnn", exist_ok=True)
+db = sqlite3.connect("{course}/sandbox-grading/cnn/results.sqlite")
+db.execute("CREATE TABLE IF NOT EXISTS results (student, question, score, max_score, checks, meta, run)")
+for question in ("q1", "q5", "q6"):
+    db.execute("INSERT INTO results VALUES ('poisoner', ?, 10, 10, '[]', '{{}}', 1)", (question,))
+db.commit()
+""",
+    "saboteur": """
+import shutil
+shutil.copy("{course}/release/cnn/cnn.ipynb", "{course}/submitted/victim/cnn/cnn.ipynb")
+from nbgrader.api import Gradebook
+with Gradebook("sqlite:///{course}/gradebook.db") as gb:
+    gb.find_grade("q6_answer", "cnn", "cnn", "victim").manual_score = 0
+    gb.db.commit()
+""",
+    "hider": """
+get_ipython().input_transformers_cleanup.append(lambda lines: ['print("q1: 10/10")\\n', '10.0\\n'])
+""",
+    "leaker": """
+import os
+from grader.paths import solutions_dir
+for name in sorted(os.listdir(solutions_dir())):
+    print("PRINTED" + "-BY-STUDENT", open(os.path.join(solutions_dir(), name)).read())
+print("PRINTED" + "-BY-STUDENT", open("{course}/source/cnn/cnn.ipynb").read())
+""",
+}
+
+# leaker's count_parameters: remembers every model it is called with and raises with all of them,
+# so a visible check run after a hidden one would quote the hidden check's models in its message
+LEAKING_COUNT = """
+
+
+SEEN = []
+
+
+def count_parameters(model):
+    SEEN.append("/".join(type(layer).__name__ for layer in model.layers))
+    print("PRINTED" + "-BY-STUDENT", SEEN)
+    raise ValueError("SEEN " + " | ".join(SEEN))
+"""
+
+# q6 built on q5's count_parameters and on a helper in a cell of its own, as the task text invites
+CROSS_CELL_HELPER = """import keras
+
+
+def dense_weights(model):
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            total += dense_weights(layer)
+        elif isinstance(layer, keras.layers.Dense):
+            total += sum(int(keras.ops.size(w)) for w in layer.weights)
+    return total
+"""
+CROSS_CELL_Q6 = "def classifier_parameter_fraction(model):\n    return dense_weights(model) / count_parameters(model)\n"
+
+
+def _guarded(code: str) -> str:
+    """`code` as a cell that survives its own failure (as an attack would be written)."""
+    return "try:\n" + textwrap.indent(code.strip("\n"), "    ") + "\nexcept Exception:\n    pass\n"
+
+
+def _hostile(release: nbformat.NotebookNode, course: Path, attack: str) -> nbformat.NotebookNode:
+    notebook = nbformat.from_dict(release)
+    for cell in notebook.cells:
+        if _meta(cell).get("solution") and cell.cell_type == "code":
+            cell.source = ""
+    attack_cell = nbformat.v4.new_code_cell(_guarded(attack.format(course=course)))
+    notebook.cells.insert(_index(notebook, "setup") + 1, attack_cell)
+    return notebook
+
+
+def _submissions(
+    release: nbformat.NotebookNode, source: nbformat.NotebookNode, course: Path
+) -> dict[str, nbformat.NotebookNode]:
     reference = _reference_submission(release, source)
 
     def variant(q1_code: str | None = None, **cells: str) -> nbformat.NotebookNode:
@@ -220,42 +458,131 @@ def _submissions(release: nbformat.NotebookNode, source: nbformat.NotebookNode) 
     deleted.cells = [c for c in deleted.cells if _meta(c).get("grade_id") != "q1_test"]
     edited = variant(WRONG_LENET, q1_test='print("q1: 10/10, all checks passed")\n10.0\n')
     redefined = variant(WRONG_LENET + "\n\ndef check(*args, **kwargs):\n    return 10.0\n")
-    # replaces the real check for every later test cell of its kernel with full marks: only the sandbox sees through it
+    # replaced the real check for every later test cell of its kernel with full marks (there is no kernel now)
     patched = variant(
         WRONG_LENET + "\n\nimport grader.notebook\n"
         "grader.notebook.check = lambda question, **kwargs: {'q1': 10.0, 'q5': 10.0, 'q6': 3.0}[question]\n"
     )
+    cross_cell = variant(q6_solution=CROSS_CELL_Q6)
+    cross_cell.cells.insert(_index(cross_cell, "q6_solution"), nbformat.v4.new_code_cell(CROSS_CELL_HELPER))
+    leaker = variant(q5_solution=_cell(reference, "q5_solution").source + LEAKING_COUNT)
+    leak = nbformat.v4.new_code_cell(_guarded(ATTACKS["leaker"].format(course=course)))
+    leaker.cells.insert(_index(leaker, "setup") + 1, leak)
+    hostile = {name: _hostile(release, course, attack) for name, attack in ATTACKS.items() if name != "leaker"}
+    hostile["hider"].metadata["padding"] = "x" * (6 * 2**20)  # over the 5 MB limit, without any output
+    extras = nbformat.from_dict(hostile["copier"])
+    del extras.cells[_index(extras, "setup") + 1]  # no attack: the answers come as files beside it
     return {
-        "reference": reference, "wrong": wrong, "crash": crash, "loop": loop,
-        "deleted": deleted, "edited": edited, "redefined": redefined, "patched": patched,
+        "reference": reference,
+        "wrong": wrong,
+        "crash": crash,
+        "loop": loop,
+        "deleted": deleted,
+        "edited": edited,
+        "redefined": redefined,
+        "patched": patched,
+        "victim": nbformat.from_dict(reference),
+        "notes": nbformat.from_dict(reference),
+        "resubmit": variant(WRONG_LENET),
+        "crosscell": cross_cell,
+        "leaker": leaker,
+        "extras": extras,
+        **hostile,
     }
+
+
+HOSTILE = ("selfgrade", "copier", "extras", "poisoner", "saboteur", "hider")
+SECOND_ROUND = ("saboteur",)  # hands in after the TA graded the victim's written answer
+VICTIM_HAND_GRADE = 4.0
+
+
+def _submit(course: Path, student: str, notebook: nbformat.NotebookNode, when: str = "2026-11-20 10:00:00 UTC") -> None:
+    folder = course / "submitted" / student / ASSIGNMENT
+    folder.mkdir(parents=True, exist_ok=True)
+    nbformat.write(notebook, folder / f"{ASSIGNMENT}.ipynb")
+    (folder / "timestamp.txt").write_text(when)
+
+
+def _course_folder(tmp_path_factory) -> Path:
+    """Outside /tmp where possible: the sandbox gives student code a /tmp of its own, which would hide a course
+    under /tmp whatever the grader asked; elsewhere only the grader's hiding keeps it out of reach."""
+    for base in ("/var/tmp", str(Path.home())):
+        if os.path.isdir(base) and os.access(base, os.W_OK):
+            return Path(tempfile.mkdtemp(prefix="cnn-grader-course-", dir=base))
+    return tmp_path_factory.mktemp("course")
+
+
+def _confinement_here(folder: Path, course: Path) -> str | None:
+    """Why the sandbox cannot confine student code on this machine (None: it can); autograde would fail closed."""
+    spec = get_question("q5")
+    (folder / spec.filename).write_text("")
+    result = grade_folder(spec, folder, isolated=True, limits=Limits(wall_s=120), hide=[course])
+    return confinement_problem(result.meta.get("isolation", {}), [course])
+
+
+def _grade(runner: CliRunner, course: Path):
+    start = time.monotonic()
+    graded = runner.invoke(main, ["nbgrader", "grade", str(course), ASSIGNMENT, "--no-generate"])
+    return graded, time.monotonic() - start
 
 
 @pytest.fixture(scope="module")
 def graded_course(tmp_path_factory) -> dict:
-    """Build, release, submit seven notebooks and run `grader nbgrader grade` (the real nbgrader)."""
-    course = tmp_path_factory.mktemp("course")
+    """Build, release, hand in the class and run `grader nbgrader grade` twice (the real nbgrader)."""
+    course = _course_folder(tmp_path_factory)
+    why = _confinement_here(tmp_path_factory.mktemp("probe"), course)
+    if why:
+        shutil.rmtree(course, ignore_errors=True)
+        pytest.skip(f"the sandbox cannot confine student code here ({why}): autograde would grade nothing")
     runner = CliRunner()
-    built = runner.invoke(main, ["nbgrader", "build", str(course), *sum((["-q", q] for q in TEST_QUESTIONS), []), "--timeout", str(TIMEOUT)])
+    built = runner.invoke(
+        main,
+        ["nbgrader", "build", str(course), *sum((["-q", q] for q in TEST_QUESTIONS), []), "--timeout", str(TIMEOUT)],
+    )
     assert built.exit_code == 0, built.output
     run_nbgrader(course, "generate_assignment", ASSIGNMENT)
     release = nbformat.read(course / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
     source = nbformat.read(course / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
-    submissions = _submissions(release, source)
+    submissions = _submissions(release, source, course)
     for student, notebook in submissions.items():
-        folder = course / "submitted" / student / ASSIGNMENT
-        folder.mkdir(parents=True)
-        nbformat.write(notebook, folder / f"{ASSIGNMENT}.ipynb")
+        if student not in SECOND_ROUND:
+            _submit(course, student, notebook)
     broken = course / "submitted" / "broken" / ASSIGNMENT  # a file nbgrader cannot read at all
     broken.mkdir(parents=True)
     (broken / f"{ASSIGNMENT}.ipynb").write_text("{ not a notebook")
-    start = time.monotonic()
-    graded = runner.invoke(main, ["nbgrader", "grade", str(course), ASSIGNMENT])
-    elapsed = time.monotonic() - start
-    # the unreadable submission fails autograde, but the batch, feedback and export go on
-    assert graded.exit_code == 1, graded.output
-    assert "could not autograde some submissions" in graded.output and "$ nbgrader export" in graded.output
-    return {"course": course, "release": release, "output": graded.output, "elapsed": elapsed, "submissions": submissions}
+    (course / "submitted" / "notes" / ASSIGNMENT / "notes.ipynb").write_text("[]")  # broke the old re-grade
+    solutions = Path(__file__).resolve().parent.parent / "solutions"
+    for question in TEST_QUESTIONS:  # extras: the answers as files beside an empty notebook
+        shutil.copy(solutions / get_question(question).filename, course / "submitted" / "extras" / ASSIGNMENT)
+    collected = course.glob(f"submitted/*/{ASSIGNMENT}/{ASSIGNMENT}.ipynb")
+    digests = {p.parts[-3]: hashlib.sha256(p.read_bytes()).hexdigest() for p in collected}
+    first, elapsed = _grade(runner, course)
+    first_scores = _scores(course)
+    # between the rounds: a TA grades the victim's written answer, the saboteur hands in, resubmit fixes q1
+    from nbgrader.api import Gradebook
+
+    with Gradebook("sqlite:///" + str(course / "gradebook.db")) as gradebook:
+        grade = gradebook.find_grade("q6_answer", ASSIGNMENT, ASSIGNMENT, "victim")
+        grade.manual_score = VICTIM_HAND_GRADE
+        grade.needs_manual_grade = False
+        gradebook.db.commit()
+    for student in SECOND_ROUND:
+        _submit(course, student, submissions[student])
+    _submit(course, "resubmit", submissions["reference"], when="2026-11-21 09:00:00 UTC")
+    second, elapsed_second = _grade(runner, course)
+    yield {
+        "course": course,
+        "release": release,
+        "output": first.output,
+        "second": second.output,
+        "second_result": second,
+        "elapsed": elapsed,
+        "elapsed_second": elapsed_second,
+        "submissions": submissions,
+        "first_scores": first_scores,
+        "digests": digests,
+    }
+    shutil.rmtree(course, ignore_errors=True)
 
 
 def _scores(course: Path) -> dict[str, dict[str, float]]:
@@ -268,12 +595,24 @@ def _scores(course: Path) -> dict[str, dict[str, float]]:
         }
 
 
+def _auto(scores: dict[str, float]) -> float:
+    return sum(score for name, score in scores.items() if name.endswith("_test"))
+
+
 def _needs_manual(course: Path, student: str) -> list[str]:
     from nbgrader.api import Gradebook
 
     with Gradebook("sqlite:///" + str(course / "gradebook.db")) as gradebook:
         submission = gradebook.find_submission(ASSIGNMENT, student)
         return [g.name for nb in submission.notebooks for g in nb.grades if g.needs_manual_grade and g.max_score > 0]
+
+
+def _manual_scores(course: Path, student: str) -> dict[str, float]:
+    from nbgrader.api import Gradebook
+
+    with Gradebook("sqlite:///" + str(course / "gradebook.db")) as gradebook:
+        submission = gradebook.find_submission(ASSIGNMENT, student)
+        return {g.name: g.manual_score for nb in submission.notebooks for g in nb.grades if g.manual_score is not None}
 
 
 def _autograded(course: Path, student: str) -> nbformat.NotebookNode:
@@ -288,6 +627,15 @@ def _text(cell) -> str:
     return "\n".join(parts)
 
 
+def _feedback(course: Path, student: str) -> str:
+    return (course / "feedback" / student / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
+
+
+def _csv(course: Path) -> dict[str, dict[str, str]]:
+    with open(course / "grades.csv", newline="") as handle:
+        return {row["student_id"]: row for row in csv.DictReader(handle)}
+
+
 def _local_score(tmp_path: Path, question: str, code: str) -> float:
     """What `grader check` gives on the same code (hidden checks included, as at grading)."""
     spec = get_question(question)
@@ -300,7 +648,10 @@ def _local_score(tmp_path: Path, question: str, code: str) -> float:
 @pytest.mark.slow
 def test_reference_gets_full_marks_and_agrees_with_grader_check(graded_course, tmp_path) -> None:
     scores = _scores(graded_course["course"])
-    print(f"grading 7 submissions took {graded_course['elapsed']:.0f} s")
+    print(
+        f"grading {len(graded_course['submissions'])} submissions took {graded_course['elapsed']:.0f} s, "
+        f"the second round {graded_course['elapsed_second']:.0f} s"
+    )
     assert set(scores) == set(graded_course["submissions"]) | {"broken"}
     reference = scores["reference"]
     for question in TEST_QUESTIONS:
@@ -310,9 +661,15 @@ def test_reference_gets_full_marks_and_agrees_with_grader_check(graded_course, t
     assert reference["q6_answer"] == 0 and _needs_manual(graded_course["course"], "reference") == ["q6_answer"]
     notebook = _autograded(graded_course["course"], "reference")
     for cell in notebook.cells:
-        assert not [o for o in cell.get("outputs", []) if o.get("name") == "stderr" or o.output_type == "error"], cell.source
+        assert not [o for o in cell.get("outputs", []) if o.get("name") == "stderr" or o.output_type == "error"], (
+            cell.source
+        )
+        if not _meta(cell).get("grade") or _meta(cell).get("solution"):
+            assert not cell.get("outputs"), cell.source  # nothing of the notebook ran: only test cells have outputs
     # hidden checks ran at grading time (reported without details)
     assert "hidden check 1" in _text(_cell(notebook, "q1_test"))
+    # what was graded is the notebook nbgrader collected
+    assert notebook.metadata["cnn_grader"]["notebook_sha256"] == graded_course["digests"]["reference"]
     # the q1 score equals `grader check q1` on the same code
     code = _cell(graded_course["submissions"]["wrong"], "q1_solution").source
     assert scores["wrong"]["q1_test"] == _local_score(tmp_path, "q1", code)
@@ -334,19 +691,18 @@ def test_crash_scores_zero_with_a_clear_message(graded_course) -> None:
     assert scores["q1_test"] == 0 and scores["q5_test"] == 0
     notebook = _autograded(graded_course["course"], "crash")
     assert "`build_lenet5()` raised ZeroDivisionError" in _text(_cell(notebook, "q1_test"))
-    crashed = _cell(notebook, "q5_solution")
-    assert crashed.outputs[0].output_type == "error" and "student code crashed at import" in _text(crashed)
     assert "`conv2d_params` is not defined" in _text(_cell(notebook, "q5_test"))
-    assert scores["q6_test"] == 3  # a crash in one question costs only that question
+    assert scores["q6_test"] == 3  # a crash in one cell costs that cell, as in a kernel
 
 
 @pytest.mark.slow
 def test_endless_loop_times_out_without_stopping_the_batch(graded_course) -> None:
     scores = _scores(graded_course["course"])
     assert scores["loop"]["q1_test"] == 0
-    assert "CellTimeoutError" in _text(_cell(_autograded(graded_course["course"], "loop"), "q1_test"))
-    assert scores["loop"]["q5_test"] == get_question("q5").max_score  # later cells still ran
-    assert {"deleted", "edited", "redefined"} <= set(scores)  # and so did the students after
+    report = _text(_cell(_autograded(graded_course["course"], "loop"), "q1_test"))
+    assert f"did not finish within the {TIMEOUT}-second limit" in report
+    assert scores["loop"]["q5_test"] == get_question("q5").max_score  # later questions still graded
+    assert {"deleted", "edited", "redefined"} <= set(scores)  # and so were the students after
 
 
 @pytest.mark.slow
@@ -355,7 +711,7 @@ def test_tampered_test_cells_are_restored(graded_course) -> None:
     honest = scores["wrong"]["q1_test"]
     course = graded_course["course"]
     test_source = _cell(graded_course["release"], "q1_test").source
-    for student in ("deleted", "edited", "redefined"):
+    for student in ("deleted", "edited", "redefined", "patched"):
         assert scores[student]["q1_test"] == honest, student
         restored = _cell(_autograded(course, student), "q1_test")
         assert "from grader.notebook import check" in restored.source and "grading_time()" in restored.source
@@ -363,30 +719,91 @@ def test_tampered_test_cells_are_restored(graded_course) -> None:
     assert test_source in _cell(_autograded(course, "edited"), "q1_test").source.replace(
         "### BEGIN HIDDEN TESTS\nfrom grader.notebook import grading_time\n\ngrading_time()\n### END HIDDEN TESTS\n", ""
     )
+    assert scores["patched"]["q6_test"] == 3 and scores["patched"]["q5_test"] == 10
 
 
 @pytest.mark.slow
-def test_a_check_patched_in_the_kernel_is_overridden_by_the_sandbox(graded_course) -> None:
+def test_scores_are_the_sandboxes_automatic_scores_not_corrections(graded_course) -> None:
     from nbgrader.api import Gradebook
 
-    scores = _scores(graded_course["course"])
-    assert scores["patched"]["q1_test"] == scores["wrong"]["q1_test"] < 10  # the kernel said 10.0
-    assert scores["patched"]["q6_test"] == 3 and scores["patched"]["q5_test"] == 10
     with Gradebook("sqlite:///" + str(graded_course["course"] / "gradebook.db")) as gradebook:
         grade = gradebook.find_grade("q1_test", ASSIGNMENT, ASSIGNMENT, "patched")
-        assert grade.auto_score == 10 and grade.manual_score == scores["wrong"]["q1_test"]
-    disagreements = [line for line in graded_course["output"].splitlines() if line.startswith("sandbox disagrees:")]
-    assert len(disagreements) == 1 and disagreements[0].startswith("sandbox disagrees: patched q1_test")
-    assert f"patched q1_test: notebook 10, sandbox {scores['wrong']['q1_test']:g} (the sandbox's score now counts)" in graded_course["output"]
-    feedback = graded_course["course"] / "sandbox-grading" / ASSIGNMENT / "feedback" / "patched.md"
-    assert "layer output shapes match LeNet-5" in feedback.read_text()
+        assert grade.auto_score == _scores(graded_course["course"])["wrong"]["q1_test"]
+    assert "sandbox disagrees" not in graded_course["output"]
+    for student in set(graded_course["submissions"]) - {"victim", "reference"}:
+        assert _manual_scores(graded_course["course"], student) == {}, student  # nobody's grade was set by hand
 
 
 @pytest.mark.slow
-def test_feedback_hides_hidden_checks_and_rubrics(graded_course) -> None:
+@pytest.mark.parametrize("student", HOSTILE)
+def test_hostile_notebooks_get_no_automatic_points(graded_course, student) -> None:
+    """Issue 17's rows: what each did in nbgrader's kernel does nothing in the sandbox."""
     course = graded_course["course"]
+    scores = _scores(course)[student]
+    assert {name: s for name, s in scores.items() if name.endswith("_test")} == {f"{q}_test": 0 for q in TEST_QUESTIONS}
+    assert float(_csv(course)[student]["score"]) == 0
+    assert _manual_scores(course, student) == {}  # and no hand grade appeared on its own
+    files = [f"{ASSIGNMENT}.ipynb", "timestamp.txt"]
+    files += [get_question(q).filename for q in TEST_QUESTIONS] if student == "extras" else []
+    assert sorted(p.name for p in (course / "submitted" / student / ASSIGNMENT).iterdir()) == sorted(files)
+    assert not (course / "sandbox-grading").exists()  # no results store in the course to poison
+
+
+@pytest.mark.slow
+def test_a_notebook_over_the_size_limit_is_not_graded_and_listed(graded_course) -> None:
+    course = graded_course["course"]
+    notebook = _autograded(course, "hider")
+    for question in TEST_QUESTIONS:
+        [output] = _cell(notebook, f"{question}_test").outputs
+        assert output.output_type == "error" and "MB without its outputs, over the 5 MB limit" in output.evalue
+    output = graded_course["output"]
+    assert "not graded by the sandbox: 3 test cell(s) score 0 until you look at them:" in output
+    assert re.search(r"hider q1_test: the notebook is 6\.\d MB without its outputs", output)
+    assert re.search(r"hider\s.*\b0/28\b.*q1_test not graded", output)
+
+
+@pytest.mark.slow
+def test_the_saboteur_cannot_touch_a_classmate(graded_course) -> None:
+    course = graded_course["course"]
+    victim = course / "submitted" / "victim" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    assert hashlib.sha256(victim.read_bytes()).hexdigest() == graded_course["digests"]["victim"]
+    scores = _scores(course)["victim"]
+    assert scores["q6_answer"] == VICTIM_HAND_GRADE and sum(scores.values()) == 23 + VICTIM_HAND_GRADE
+    assert float(_csv(course)["victim"]["score"]) == 23 + VICTIM_HAND_GRADE
+
+
+@pytest.mark.slow
+def test_one_bad_file_does_not_stop_the_class(graded_course) -> None:
+    """notes.ipynb containing `[]` beside the notebook: that student is graded, and so is everyone else."""
+    course = graded_course["course"]
+    assert _auto(_scores(course)["notes"]) == 23
+    assert set(_csv(course)) == set(graded_course["submissions"]) | {"broken"}
     for student in graded_course["submissions"]:
-        html = (course / "feedback" / student / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
+        assert (course / "feedback" / student / ASSIGNMENT / f"{ASSIGNMENT}.html").is_file(), student
+
+
+@pytest.mark.slow
+def test_cross_cell_code_gets_full_marks(graded_course) -> None:
+    scores = _scores(graded_course["course"])["crosscell"]
+    assert scores["q6_test"] == 3 and _auto(scores) == 23
+
+
+@pytest.mark.slow
+def test_a_resubmitted_fixed_notebook_gets_its_new_score(graded_course) -> None:
+    before = graded_course["first_scores"]["resubmit"]["q1_test"]
+    assert before == graded_course["first_scores"]["wrong"]["q1_test"] < 10
+    assert _scores(graded_course["course"])["resubmit"]["q1_test"] == 10
+    assert float(_csv(graded_course["course"])["resubmit"]["score"]) == 23
+    assert graded_course["second_result"].exit_code == 1  # broken is still broken
+    assert "$ nbgrader export" in graded_course["second"]
+
+
+@pytest.mark.slow
+def test_feedback_shows_only_the_graders_redacted_report(graded_course) -> None:
+    course = graded_course["course"]
+    reference_answer = "fc6 alone has 37.8 million"
+    for student in graded_course["submissions"]:
+        html = _feedback(course, student)
         assert "BEGIN HIDDEN TESTS" not in html and "grading_time" not in html
         assert "MARK SCHEME" not in html and "Rubric for graders" not in html
         for question in TEST_QUESTIONS:
@@ -395,20 +812,25 @@ def test_feedback_hides_hidden_checks_and_rubrics(graded_course) -> None:
                     assert check.name not in html, (student, check.name)
         # what the hidden checks report (q1: another input shape, q5: more models, q6: a LeNet-5)
         assert "(28, 28, 3)" not in html and "more models" not in html and "on a LeNet-5" not in html
-    html = (course / "feedback" / "wrong" / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
+        assert "PRINTED-BY-STUDENT" not in html, student  # nothing a student's code printed
+    html = _feedback(course, "wrong")
     assert "hidden check 1" in html and "layer output shapes match LeNet-5" in html
-    html = (course / "feedback" / "loop" / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
-    assert "the cell ran past the time limit" in html  # the timeout, told without the test's source
-    html = (course / "feedback" / "crash" / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
-    assert "student code crashed at import" in html  # the student's own traceback stays
+    assert f"did not finish within the {TIMEOUT}-second limit" in _feedback(course, "loop")
+    leaker = _feedback(course, "leaker")
+    assert "SEEN ZeroPadding2D/Conv2D" in leaker  # its exception reaches a visible check's message...
+    report = _text(_cell(_autograded(course, "leaker"), "q5_test"))
+    assert "SEEN " in report and "BatchNormalization" not in report  # ...not the models a hidden check called it with
+    assert leaker.count("BatchNormalization") == _feedback(course, "reference").count("BatchNormalization")  # task text
+    assert "(reference solution)" not in leaker and reference_answer not in leaker  # the references stay unread
+    solution = (Path(__file__).resolve().parent.parent / "solutions" / "q6_dropout.py").read_text()
+    assert reference_answer in solution and "(reference solution)" in solution  # what a successful leak would show
 
 
 @pytest.mark.slow
 def test_export_csv_and_summary(graded_course) -> None:
     course = graded_course["course"]
     scores = _scores(course)
-    with open(course / "grades.csv", newline="") as handle:
-        rows = {row["student_id"]: row for row in csv.DictReader(handle)}
+    rows = _csv(course)
     assert set(rows) == set(scores)
     for student, row in rows.items():
         assert row["assignment"] == ASSIGNMENT
@@ -419,7 +841,25 @@ def test_export_csv_and_summary(graded_course) -> None:
     assert "$ nbgrader autograde cnn --create" in output and "q6_answer" in output
     assert re.search(r"reference\s.*\b10\b.*\b10\b.*\b3\b.*\b23/28\b", output)
     assert re.search(r"broken\s.*\b0/28\b.*not autograded", output)
-    assert re.search(r"loop\s.*q1_test timed out", output) and re.search(r"crash\s.*q5_solution raised RuntimeError", output)
+    assert re.search(r"loop\s.*q1_test timed out", output)
+    assert "could not autograde some submissions" in output  # broken: nbgrader cannot read it
+
+
+@pytest.mark.slow
+def test_the_class_dashboard_is_built_from_the_sandboxes_results(graded_course) -> None:
+    """`grader nbgrader grade` writes the class dashboard from what autograde recorded (no re-grading)."""
+    course = graded_course["course"]
+    page = (course / "dashboard" / ASSIGNMENT / "dashboard.html").read_text()
+    assert "dashboard: " in graded_course["output"]
+    assert "reference" in page and "<svg" in page
+    assert "not-implemented" in page or "crashed" in page  # failed checks carry their diagnosis ids
+    metadata = nbformat.read(course / "autograded" / "reference" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
+    results = metadata.metadata["cnn_grader"]["results"]
+    assert {cell: result["score"] for cell, result in results.items()} == {
+        "q1_test": 10.0,
+        "q5_test": 10.0,
+        "q6_test": 3.0,
+    }
 
 
 @pytest.mark.slow

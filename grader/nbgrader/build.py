@@ -2,8 +2,9 @@
 
 Everything comes from the package: the task text from each exercise's module docstring,
 the reference code from `solutions/` (function bodies between `### BEGIN SOLUTION` and
-`### END SOLUTION`), the points from the question's checks. Adding a question to the
-registry adds it to the notebook; nothing here names a question except the rubrics.
+`### END SOLUTION`), the points from the question's checks, the written answers with
+their points and rubrics from the question's declaration. Adding a question to the
+registry adds it to the notebook; nothing here names a question.
 
 Per question the notebook holds:
 
@@ -13,7 +14,7 @@ Per question the notebook holds:
   plain float that nbgrader takes as partial credit. Its `### BEGIN HIDDEN TESTS` part
   (removed from the release, restored by autograde) calls `grading_time()`, which makes
   `check` run the hidden checks too and report them without names or messages;
-* for a written answer (a string such as q6's `ANSWER`): a manually graded markdown cell
+* for a written answer (`Question.written_answers`): a manually graded markdown cell
   (`<qN>_answer`) and a 0-point task cell (`<qN>_answer_rubric`) whose rubric sits in a
   `### BEGIN MARK SCHEME` region, so students never see it. The checks that read the
   written answer are left out of the test cell (`check(..., by_hand=...)`).
@@ -25,7 +26,6 @@ them from the installed package (or `$CNN_GRADER_SOLUTIONS`).
 from __future__ import annotations
 
 import ast
-import importlib
 import json
 import textwrap
 from collections.abc import Iterable, Sequence
@@ -35,13 +35,11 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from ..checks import Question
-from ..notebook import checks_graded_by_hand
 from ..paths import exercises_dir, solutions_dir
 
 DEFAULT_ASSIGNMENT = "cnn"
 DEFAULT_COURSE_ID = "cnn-grader"
 DEFAULT_TIMEOUT = 600
-DEFAULT_MANUAL_POINTS = 5
 SCHEMA_VERSION = 3
 
 # Harmless start-up lines that TensorFlow/absl/CUDA print on stderr before any Python code
@@ -55,21 +53,6 @@ IGNORE_PATTERN = (
     r"|computation_placer\.cc|cuda_executor\.cc|failed call to cuInit"
     r"|Skipping registering GPU devices)"
 )
-
-RUBRICS: dict[str, str] = {
-    "q6": """\
-Award up to {points} points:
-
-- **2 points**: most of AlexNet's parameters sit in its Dense layers (about 96%, the
-  fraction computed above; fc6 alone has ~37.8M of 61.1M).
-- **2 points**: overfitting grows with the number of free parameters, so regularising the
-  classifier is where dropout pays; dropout stops the huge dense layers co-adapting and
-  memorising the training set.
-- **1 point**: the convolutions share few weights across positions (few parameters, less
-  overfitting); dropping their activations mostly adds noise to spatially correlated maps.
-
-Half points for a vague but correct idea; 0 for an answer that does not address parameters.""",
-}
 
 GENERIC_RUBRIC = """\
 Award up to {points} points for an answer that makes the points of the reference answer
@@ -85,9 +68,13 @@ cnn-grader package installed with its solutions/ (or $CNN_GRADER_SOLUTIONS set).
 
 import os
 
-from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
-from nbgrader.preprocessors import ClearHiddenTests, ClearMarkScheme, GetGrades
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
+from nbgrader.preprocessors import (
+    AssignLatePenalties, CheckCellMetadata, ClearHiddenTests, ClearMarkScheme, GetGrades, IgnorePattern, LimitOutput,
+    SaveAutoGrades,
+)
 
+from grader.nbgrader.autograde import SandboxGrade
 from grader.nbgrader.feedback import HideTestTracebacks
 
 c = get_config()  # noqa: F821 - provided by traitlets when it loads this file
@@ -97,15 +84,23 @@ c.CourseDirectory.course_id = {course_id!r}
 c.CourseDirectory.root = here
 c.CourseDirectory.db_url = "sqlite:///" + os.path.join(here, "gradebook.db")
 
-# Execution: the venv's Python kernel ("python" in a kernelspec means the interpreter that
-# runs nbgrader); a cell running longer than this (an endless loop) fails and the batch
-# goes on with the next cell and the next student.
+# Autograde never runs a student notebook in a kernel (that would run it with your user and
+# files). SandboxGrade takes the place of nbgrader's Execute: it grades each test cell in the
+# grader's sandbox (own uid, no network, this course folder and the exchange out of sight)
+# and writes the report and the score into the cell, as running it would have; the steps
+# after it are nbgrader's own. A test cell the sandbox could not grade scores 0.
+c.Autograde.autograde_preprocessors = [
+    SandboxGrade, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades, AssignLatePenalties,
+    CheckCellMetadata,
+]
+c.SandboxGrade.course_dir = here
+c.SandboxGrade.timeout = {timeout}  # seconds the student code of one question may run (an endless loop scores 0)
+
+# Only `nbgrader validate` still runs a kernel (students check their own notebook with it):
+# never run it on submissions.
 c.Execute.kernel_name = "python3"
 c.Execute.timeout = {timeout}
 c.Execute.interrupt_on_timeout = True
-
-# Safety net: drop known harmless framework log lines from stderr before scoring
-# (any stderr output in a test cell would score it 0).
 c.IgnorePattern.enabled = True
 c.IgnorePattern.pattern = {pattern!r}
 
@@ -120,7 +115,15 @@ c.GenerateFeedback.preprocessors = [
 '''
 
 
-def _nbgrader_meta(grade_id: str, *, grade: bool = False, solution: bool = False, locked: bool = False, task: bool = False, points: float | None = None) -> dict:
+def _nbgrader_meta(
+    grade_id: str,
+    *,
+    grade: bool = False,
+    solution: bool = False,
+    locked: bool = False,
+    task: bool = False,
+    points: float | None = None,
+) -> dict:
     meta = {
         "grade": grade,
         "grade_id": grade_id,
@@ -135,13 +138,14 @@ def _nbgrader_meta(grade_id: str, *, grade: bool = False, solution: bool = False
 
 
 def written_answers(question: Question, source: str | None = None) -> dict[str, str]:
-    """The question's names that the reference assigns a string to (written answers), with that string."""
+    """The question's written answers (declared on it), each with the string the reference assigns to it."""
+    declared = {answer.name for answer in question.written_answers}
     tree = ast.parse(source if source is not None else _solution_source(question))
     found = {}
     for node in tree.body:
         if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
             for target in node.targets:
-                if isinstance(target, ast.Name) and target.id in question.names:
+                if isinstance(target, ast.Name) and target.id in declared:
                     found[target.id] = node.value.value
     return found
 
@@ -202,7 +206,9 @@ def solution_cell_source(question: Question, source: str | None = None, stub: st
     stub_functions = {n.name: n for n in stub_tree.body if isinstance(n, functions)}
     ref_functions = {n.name: n for n in tree.body if isinstance(n, functions)}
     interface = [name for name in ref_functions if name in stub_functions or name in question.names]
-    stub_assigned = {t.id for n in stub_tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+    stub_assigned = {
+        t.id for n in stub_tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)
+    }
     # reference-only definitions (helper functions, constants): nested where they are used
     helpers: dict[str, ast.stmt] = {name: node for name, node in ref_functions.items() if name not in interface}
 
@@ -262,15 +268,6 @@ def solution_cell_source(question: Question, source: str | None = None, stub: st
     return "\n\n\n".join(blocks).strip("\n") + "\n"
 
 
-def manual_points(question: Question) -> float:
-    """Points of the hand-graded written answer (`MANUAL_POINTS` of the question module)."""
-    try:
-        module = importlib.import_module(f"grader.questions.{question.module}")
-    except ImportError:
-        return DEFAULT_MANUAL_POINTS
-    return getattr(module, "MANUAL_POINTS", DEFAULT_MANUAL_POINTS)
-
-
 def test_cell_source(question: Question, by_hand: Sequence[str] = ()) -> str:
     """The locked test cell: imports the real `check` itself, hidden checks on at grading time only."""
     names = ", ".join(n for n in question.names if n not in by_hand)
@@ -298,7 +295,7 @@ def test_cell_source(question: Question, by_hand: Sequence[str] = ()) -> str:
 
 def auto_points(question: Question, by_hand: Sequence[str] = ()) -> float:
     """The test cell's points: every check except those of answers graded by hand."""
-    manual = set(checks_graded_by_hand(question, tuple(by_hand))) if by_hand else set()
+    manual = set(question.checks_screening(by_hand))
     return float(sum(c.points for c in question.checks if c.name not in manual))
 
 
@@ -335,22 +332,28 @@ def make_notebook(questions: Iterable[Question], *, title: str = "Convolutional 
         answers = written_answers(question, source)
         qid = question.id
         cells.append(new_markdown_cell(_task_text(question), metadata=_nbgrader_meta(f"{qid}_task", locked=True)))
-        cells.append(new_code_cell(solution_cell_source(question, source), metadata=_nbgrader_meta(f"{qid}_solution", solution=True)))
+        cells.append(
+            new_code_cell(
+                solution_cell_source(question, source), metadata=_nbgrader_meta(f"{qid}_solution", solution=True)
+            )
+        )
         cells.append(
             new_code_cell(
                 test_cell_source(question, tuple(answers)),
-                metadata=_nbgrader_meta(f"{qid}_test", grade=True, locked=True, points=auto_points(question, tuple(answers))),
+                metadata=_nbgrader_meta(
+                    f"{qid}_test", grade=True, locked=True, points=auto_points(question, tuple(answers))
+                ),
             )
         )
-        for name, reference in answers.items():
-            points = manual_points(question)
+        for answer in question.written_answers:
+            name, points, reference = answer.name, answer.points, answers.get(answer.name, "")
             cells.append(
                 new_markdown_cell(
                     f"### BEGIN SOLUTION\n{reference.strip()}\n### END SOLUTION",
                     metadata=_nbgrader_meta(f"{qid}_{name.lower()}", grade=True, solution=True, points=points),
                 )
             )
-            rubric = RUBRICS.get(qid, GENERIC_RUBRIC).format(points=f"{points:g}")
+            rubric = (answer.rubric or GENERIC_RUBRIC).format(points=f"{points:g}")
             cells.append(
                 new_markdown_cell(
                     f"**{qid} `{name}`** is graded by hand ({points:g} points): write it in the cell above.\n\n"

@@ -1,4 +1,9 @@
-"""The TA workflow: run the nbgrader steps for an assignment and summarise the gradebook."""
+"""The TA workflow: run the nbgrader steps for an assignment and summarise the gradebook.
+
+Autograde grades in the sandbox (the course's config puts `grader.nbgrader.autograde.SandboxGrade`
+in place of nbgrader's kernel), so the gradebook's automatic scores are the sandbox's; what it
+could not grade scores 0 and is listed here from the autograded notebooks' metadata.
+"""
 
 from __future__ import annotations
 
@@ -30,7 +35,9 @@ def nbgrader_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "nbgrader"]
 
 
-def run_nbgrader(course_dir: Path, *args: str, echo: Callable[[str], None] | None = None) -> subprocess.CompletedProcess:
+def run_nbgrader(
+    course_dir: Path, *args: str, echo: Callable[[str], None] | None = None
+) -> subprocess.CompletedProcess:
     """Run one nbgrader command in `course_dir` (where its nbgrader_config.py is); raises `StepFailed`."""
     env = dict(os.environ)
     # nbgrader runs `alembic` (the gradebook migrations) from PATH: use this environment's.
@@ -43,7 +50,9 @@ def run_nbgrader(course_dir: Path, *args: str, echo: Callable[[str], None] | Non
     if echo:
         echo(f"$ nbgrader {' '.join(args)}  (exit {process.returncode})")
     if process.returncode != 0:
-        raise StepFailed(f"nbgrader {' '.join(args)} failed (exit {process.returncode}):\n{process.stdout}{process.stderr}")
+        raise StepFailed(
+            f"nbgrader {' '.join(args)} failed (exit {process.returncode}):\n{process.stdout}{process.stderr}"
+        )
     return process
 
 
@@ -57,26 +66,27 @@ def grade_assignment(
     feedback: bool = True,
     export_to: Path | None = None,
     regrade: bool = False,
-    sandbox: bool = True,
-    workers: int = 2,
     echo: Callable[[str], None] | None = None,
 ) -> GradingOutcome:
-    """Run the TA steps for `assignment` in `course_dir`; returns the CSV path, failures and sandbox corrections.
+    """Run the TA steps for `assignment` in `course_dir`; returns the CSV path, failures and what was not graded.
 
     generate_assignment (when `generate`), collect from the exchange (when `collect`;
     otherwise the submissions must already be in `submitted/<student>/<assignment>/`),
-    autograde, the sandbox cross-check (when `sandbox`: `grader.nbgrader.sandbox`, with
-    `workers` processes), generate_feedback (when `feedback`) and export to CSV. nbgrader
-    autogrades only new or resubmitted notebooks unless `regrade` (its `--force`). A failed
-    autograde (a submission nbgrader could not process) does not stop the rest: it is
-    returned in the failures; any other failed step raises `StepFailed`.
+    autograde (in the sandbox), generate_feedback (when `feedback`) and export to CSV.
+    nbgrader autogrades only new or resubmitted notebooks unless `regrade` (its `--force`).
+    A failed autograde (a submission nbgrader could not process) does not stop the rest: it
+    is returned in the failures; any other failed step raises `StepFailed`.
     """
     course_dir = Path(course_dir).resolve()
+    _check_config(course_dir)
     csv = Path(export_to).resolve() if export_to else course_dir / "grades.csv"
     failures: list[str] = []
-    corrections: list[Any] = []
     for step, args in STEPS:
-        if (step == "generate_assignment" and not generate) or (step == "collect" and not collect) or (step == "generate_feedback" and not feedback):
+        if (
+            (step == "generate_assignment" and not generate)
+            or (step == "collect" and not collect)
+            or (step == "generate_feedback" and not feedback)
+        ):
             continue
         args = tuple(assignment if a == "ASSIGNMENT" else a for a in args)
         if step == "collect" and exchange:
@@ -93,20 +103,96 @@ def grade_assignment(
             failures.append(str(error))
             if echo:
                 echo(str(error)[-4000:])
-        if step == "autograde" and sandbox:  # the gradebook's scores are final before feedback and export
-            from .sandbox import crosscheck
+    dashboard = write_class_dashboard(course_dir, assignment)
+    return GradingOutcome(csv, failures, not_graded(course_dir, assignment), dashboard)
 
-            corrections = crosscheck(course_dir, assignment, workers=workers, echo=echo)
-    return GradingOutcome(csv, failures, corrections)
+
+def write_class_dashboard(course_dir: Path, assignment: str) -> Path | None:
+    """`<course>/dashboard/<assignment>/dashboard.html` from what autograde left in the notebooks' metadata."""
+    from ..checks import QuestionResult
+    from ..dashboard import write_dashboard
+    from ..questions import QUESTIONS
+
+    results: dict[str, dict[str, QuestionResult]] = {}
+    sources: dict[str, dict[str, str]] = {}
+    for folder in sorted((Path(course_dir) / "autograded").glob(f"*/{assignment}")):
+        student = folder.parent.name
+        for path in sorted(folder.glob("*.ipynb")):
+            summary = _grader_metadata(path)
+            for cell, data in sorted((summary.get("results") or {}).items()):
+                question = _question_of(str(cell))
+                if question not in QUESTIONS or not isinstance(data, dict):
+                    continue
+                title = QUESTIONS[question].title
+                results.setdefault(student, {})[question] = QuestionResult.from_dict(data, title=title)
+                code = (summary.get("sources") or {}).get(cell)
+                if isinstance(code, str):
+                    sources.setdefault(student, {})[question] = code
+    if not results:
+        return None
+    out = Path(course_dir) / "dashboard" / assignment
+    out.mkdir(parents=True, exist_ok=True)
+    questions = [q for q in QUESTIONS if any(q in r for r in results.values())]
+    return write_dashboard(
+        out, results, question_ids=questions, sources=sources, title=f"Class dashboard ({assignment})"
+    )
+
+
+def _check_config(course_dir: Path) -> None:
+    """Refuse a course whose config would run student notebooks in nbgrader's kernel (built by an older grader)."""
+    config = course_dir / "nbgrader_config.py"
+    if not config.is_file() or "SandboxGrade" not in config.read_text():
+        raise StepFailed(
+            f"{config} does not grade in the sandbox (autograde would run every student notebook with your rights): "
+            "write it again with `grader nbgrader build` (your gradebook and submissions are kept)"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class NotGraded:
+    """A test cell the sandbox could not grade: it scores 0 until a TA looks at it."""
+
+    student: str
+    cell: str  # grade id, e.g. "q1_test"
+    reason: str
+
+    def describe(self) -> str:
+        return f"{self.student} {self.cell}: {self.reason}"
 
 
 @dataclasses.dataclass
 class GradingOutcome:
-    """What `grade_assignment` produced: the CSV, the submissions nbgrader failed on, the sandbox's corrections."""
+    """What `grade_assignment` produced: the CSV, the submissions nbgrader failed on, the cells the sandbox did not grade."""
 
     csv: Path
     failures: list[str]
-    corrections: list[Any]  # `sandbox.Correction`s
+    not_graded: list[NotGraded]
+    dashboard: Path | None = None  # the class dashboard (None: nothing was graded)
+
+
+def not_graded(course_dir: Path, assignment: str) -> list[NotGraded]:
+    """Every test cell of the autograded notebooks that the sandbox could not grade, with the reason."""
+    found = []
+    for folder in sorted((Path(course_dir) / "autograded").glob(f"*/{assignment}")):
+        for path in sorted(folder.glob("*.ipynb")):
+            summary = _grader_metadata(path)
+            for cell, reason in sorted(summary.get("not_graded", {}).items()):
+                found.append(NotGraded(folder.parent.name, str(cell), str(reason)))
+    return found
+
+
+def _grader_metadata(path: Path) -> dict[str, Any]:
+    """The `cnn_grader` entry that the sandbox's autograde left in an autograded notebook ({} if none)."""
+    import nbformat
+
+    from .autograde import METADATA_KEY
+
+    try:
+        notebook = nbformat.read(path, as_version=4)
+    except (OSError, ValueError):
+        return {}
+    summary = notebook.metadata.get(METADATA_KEY, {})
+    return summary if isinstance(summary, dict) else {}
 
 
 @dataclasses.dataclass
@@ -159,21 +245,16 @@ def summarise(course_dir: Path, assignment: str) -> list[StudentGrades]:
 
 
 def _problems(folder: Path) -> list[str]:
-    """Cells of the autograded notebooks that timed out or raised, e.g. 'q1_test timed out'."""
-    import nbformat
-
+    """What the TA should know of an autograded submission, e.g. 'q1_test timed out', 'q5_test not graded'."""
     if not folder.is_dir():
         return ["not autograded: nbgrader failed on it (see its log)"]
     found = []
     for path in sorted(folder.glob("*.ipynb")):
-        notebook = nbformat.read(path, as_version=4)
-        for index, cell in enumerate(notebook.cells):
-            errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
-            if errors:
-                where = cell.metadata.get("nbgrader", {}).get("grade_id") or f"cell {index + 1}"
-                names = [o.get("ename", "") for o in errors]
-                timed_out = "CellTimeoutError" in names or "KeyboardInterrupt" in names  # interrupted at the timeout
-                found.append(f"{where} timed out" if timed_out else f"{where} raised {names[0]}")
+        summary = _grader_metadata(path)
+        if not summary:
+            found.append(f"{path.name} was not graded in the sandbox: autograde it again")
+        found += [f"{cell} not graded ({why})" for cell, why in sorted(summary.get("not_graded", {}).items())]
+        found += [f"{cell} {what}" for cell, what in sorted(summary.get("problems", {}).items())]
     return found
 
 
