@@ -14,21 +14,25 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from conftest import REPO, grade_source
+
 from grader.batch import NBGRADER_COLUMNS, discover, run_batch
+from grader.options import GradingOptions, Limits
 from grader.paths import exercises_dir, solutions_dir
 
 QUESTIONS = ["q1", "q5", "q6"]  # the structural questions without AlexNet builds by the student (CI time)
 FULL = {"q1": 10.0, "q5": 10.0, "q6": 5.0}
-LIMITS = {"wall_s": 40, "memory_mb": 2048, "processes": 96}
+LIMITS = Limits(wall_s=40, memory_mb=2048, processes=96)
 
 BAD_LENET = (solutions_dir() / "q1_lenet.py").read_text().replace('padding="same", ', "")
-PERCENT_Q6 = (solutions_dir() / "q6_dropout.py").read_text().replace("def classifier_parameter_fraction(model):", "def _fraction(model):") + (
-    "\n\ndef classifier_parameter_fraction(model):\n    return 100 * _fraction(model)\n"
-)
+PERCENT_Q6 = (solutions_dir() / "q6_dropout.py").read_text().replace(
+    "def classifier_parameter_fraction(model):", "def _fraction(model):"
+) + ("\n\ndef classifier_parameter_fraction(model):\n    return 100 * _fraction(model)\n")
 LENET_HEAD = "def build_lenet5(input_shape=(28, 28, 1), num_classes=10):\n"
-LINEAR_MODEL = LENET_HEAD + "    import keras\n    return keras.Sequential([keras.Input(input_shape), keras.layers.Flatten(), keras.layers.Dense(num_classes)])\n"
+LINEAR_MODEL = (
+    LENET_HEAD
+    + "    import keras\n    return keras.Sequential([keras.Input(input_shape), keras.layers.Flatten(), keras.layers.Dense(num_classes)])\n"
+)
 HOSTILE_Q1 = {
     "loop": LENET_HEAD + "    while True:\n        pass\n",
     "os_exit": "import os\n" + LENET_HEAD + "    os._exit(0)\n",
@@ -38,9 +42,13 @@ HOSTILE_Q1 = {
     "sys_exit_import": "import sys\nsys.exit(0)\n",
     "sys_exit_call": "import sys\n" + LENET_HEAD + "    sys.exit(0)\n",
     "memory": LENET_HEAD + "    return bytearray(64 * 1024 ** 3)\n",
-    "read_solutions": "import glob\n" + LENET_HEAD + f"    found = glob.glob('../solutions/*.py') + glob.glob({str(REPO / 'solutions' / '*.py')!r})\n"
+    "read_solutions": "import glob\n"
+    + LENET_HEAD
+    + f"    found = glob.glob('../solutions/*.py') + glob.glob({str(REPO / 'solutions' / '*.py')!r})\n"
     "    exec(open(found[0]).read())\n    return build_lenet5()\n",
-    "fake_print": "print('{\"question\": \"q1\", \"score\": 10}')\n" + LENET_HEAD + "    print('score 10/10')\n    raise ValueError('no model')\n",
+    "fake_print": 'print(\'{"question": "q1", "score": 10}\')\n'
+    + LENET_HEAD
+    + "    print('score 10/10')\n    raise ValueError('no model')\n",
     "monkeypatch": "import grader.checks\ngrader.checks.run_checks = None\n" + LINEAR_MODEL,
     "write_outside": "import os\n" + LENET_HEAD + f"    open({str(REPO / 'pwned.txt')!r}, 'w').write('x')\n",
     "raise": LENET_HEAD + "    raise RuntimeError('boom')\n",
@@ -66,11 +74,22 @@ def notebook_submission() -> str:
     cells = [nbformat.v4.new_code_cell("import keras", metadata={"nbgrader": {"grade_id": "setup"}})]
     for q in QUESTIONS:
         spec = get_question(q)
-        cells.append(nbformat.v4.new_code_cell((solutions_dir() / spec.filename).read_text(), metadata={"nbgrader": {"grade_id": f"{q}_solution", "solution": True}}))
-        cells.append(nbformat.v4.new_code_cell(f'check("{q}")', metadata={"nbgrader": {"grade_id": f"{q}_test", "grade": True}}))
-    answer = "AlexNet keeps about 96 percent of its parameters in the dense classifier, so that is where it overfits; " \
-             "dropout there regularises the huge fully connected layers while the convolutions share few weights."
-    cells.append(nbformat.v4.new_markdown_cell(answer, metadata={"nbgrader": {"grade_id": "q6_answer", "solution": True}}))
+        cells.append(
+            nbformat.v4.new_code_cell(
+                (solutions_dir() / spec.filename).read_text(),
+                metadata={"nbgrader": {"grade_id": f"{q}_solution", "solution": True}},
+            )
+        )
+        cells.append(
+            nbformat.v4.new_code_cell(f'check("{q}")', metadata={"nbgrader": {"grade_id": f"{q}_test", "grade": True}})
+        )
+    answer = (
+        "AlexNet keeps about 96 percent of its parameters in the dense classifier, so that is where it overfits; "
+        "dropout there regularises the huge fully connected layers while the convolutions share few weights."
+    )
+    cells.append(
+        nbformat.v4.new_markdown_cell(answer, metadata={"nbgrader": {"grade_id": "q6_answer", "solution": True}})
+    )
     return nbformat.writes(nbformat.v4.new_notebook(cells=cells))
 
 
@@ -156,7 +175,9 @@ def test_hostile_submissions_fail_with_their_own_messages(graded_class):
     assert "raised IndexError" in first_message["read_solutions"]  # the glob found no solutions
     assert "raised ValueError" in first_message["fake_print"]
     assert "raised RuntimeError" in first_message["raise"]
-    assert "raised" in first_message["write_outside"] and ("Permission denied" in first_message["write_outside"] or "Read-only" in first_message["write_outside"])
+    assert "raised" in first_message["write_outside"] and (
+        "Permission denied" in first_message["write_outside"] or "Read-only" in first_message["write_outside"]
+    )
     assert len(set(first_message.values())) == len(first_message)
 
 
@@ -196,7 +217,14 @@ def test_feedback_per_student_hides_the_hidden_checks(graded_class):
 def test_rerun_grades_nothing_and_regrade_grades_one(graded_class):
     report = run_batch(graded_class["subs"], out_dir=graded_class["out"], questions=QUESTIONS, workers=1, limits=LIMITS)
     assert report.graded == [] and len(report.skipped) == 50
-    again = run_batch(graded_class["subs"], out_dir=graded_class["out"], questions=QUESTIONS, workers=1, limits=LIMITS, regrade=["s30-wrong"])
+    again = run_batch(
+        graded_class["subs"],
+        out_dir=graded_class["out"],
+        questions=QUESTIONS,
+        workers=1,
+        limits=LIMITS,
+        regrade=["s30-wrong"],
+    )
     assert again.graded == ["s30-wrong"]
     assert scores_in_store(graded_class["out"]) == graded_class["expected"]
 
@@ -214,7 +242,22 @@ def test_sigkill_half_way_then_resume_loses_and_duplicates_nothing(tmp_path):
     for i in range(12):
         write_student(subs, f"k{i:02d}", solution_files("q1", "q6") if i % 3 else {"q1_lenet.py": BAD_LENET})
         expected[f"k{i:02d}"] = {"q1": 10.0, "q6": 5.0} if i % 3 else None
-    command = [sys.executable, "-m", "grader", "batch", str(subs), "--out", str(out), "-q", "q1", "-q", "q6", "--workers", "2", "--no-progress"]
+    command = [
+        sys.executable,
+        "-m",
+        "grader",
+        "batch",
+        str(subs),
+        "--out",
+        str(out),
+        "-q",
+        "q1",
+        "-q",
+        "q6",
+        "--workers",
+        "2",
+        "--no-progress",
+    ]
     first = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     workers: list[int] = []
     deadline = time.monotonic() + 300
@@ -233,7 +276,11 @@ def test_sigkill_half_way_then_resume_loses_and_duplicates_nothing(tmp_path):
     os.kill(first.pid, signal.SIGKILL)
     first.wait()
     time.sleep(2)
-    assert workers and not [pid for pid in workers if Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]]
+    assert workers and not [
+        pid
+        for pid in workers
+        if Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    ]
 
     with sqlite3.connect(out / "results.sqlite") as db:
         before = {row[0] for row in db.execute("SELECT student FROM submissions WHERE graded_at IS NOT NULL")}
@@ -241,7 +288,9 @@ def test_sigkill_half_way_then_resume_loses_and_duplicates_nothing(tmp_path):
     second = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr[-2000:]
     assert f"{12 - len(before)} already graded" not in second.stdout
-    assert f"graded {12 - len(before)} submission(s)" in second.stdout and f"{len(before)} already graded" in second.stdout
+    assert (
+        f"graded {12 - len(before)} submission(s)" in second.stdout and f"{len(before)} already graded" in second.stdout
+    )
     with sqlite3.connect(out / "results.sqlite") as db:
         rows = db.execute("SELECT student, question, score, run FROM results ORDER BY student, question").fetchall()
         runs = dict(db.execute("SELECT student, run FROM submissions"))
@@ -281,7 +330,11 @@ def test_discover_reads_nbgrader_submitted_layout(tmp_path):
     (inner / "cnn.ipynb").write_text(notebook_submission())
     (inner / "timestamp.txt").write_text("2026-11-20 10:00:00.000000 UTC")
     [submission] = discover(tmp_path / "submitted")
-    assert submission.student == "ann" and submission.timestamp.startswith("2026-11-20") and "cnn.ipynb" in submission.files
+    assert (
+        submission.student == "ann"
+        and submission.timestamp.startswith("2026-11-20")
+        and "cnn.ipynb" in submission.files
+    )
 
 
 def test_training_questions_are_graded_in_the_batch_sandbox(tmp_path):
@@ -290,19 +343,36 @@ def test_training_questions_are_graded_in_the_batch_sandbox(tmp_path):
 
     subs, out = tmp_path / "submissions", tmp_path / "out"
     honest = (solutions_dir() / "q2_overfit.py").read_text().replace("MAX_EPOCHS = 40", "MAX_EPOCHS = 2")
-    fabricated = honest.replace("return history.history", "return {key: values * 3 for key, values in history.history.items()}")
+    fabricated = honest.replace(
+        "return history.history", "return {key: values * 3 for key, values in history.history.items()}"
+    )
     assert honest.count("MAX_EPOCHS = 2") == 1 and fabricated != honest
     write_student(subs, "t1-honest", {"q2_overfit.py": honest})
     write_student(subs, "t2-fabricated", {"q2_overfit.py": fabricated})
-    write_student(subs, "t3-segfault", {"q2_overfit.py": HOSTILE_Q1["segfault"].replace("build_lenet5(input_shape=(28, 28, 1), num_classes=10)", "train_until_overfit(model, x_train, y_train, x_val, y_val)")})
-    options = {"train_size": 1000, "val_size": 500, "test_size": 500}
+    write_student(
+        subs,
+        "t3-segfault",
+        {
+            "q2_overfit.py": HOSTILE_Q1["segfault"].replace(
+                "build_lenet5(input_shape=(28, 28, 1), num_classes=10)",
+                "train_until_overfit(model, x_train, y_train, x_val, y_val)",
+            )
+        },
+    )
+    options = GradingOptions(train_size=1000, val_size=500, test_size=500)
     report = run_batch(subs, out_dir=out, questions=["q2"], workers=2, limits=LIMITS, options=options)
     assert sorted(report.graded) == ["t1-honest", "t2-fabricated", "t3-segfault"]
     db = sqlite3.connect(out / "results.sqlite")
-    checks = {student: {c["name"]: c for c in json.loads(text)} for student, text in db.execute("SELECT student, checks FROM results")}
+    checks = {
+        student: {c["name"]: c for c in json.loads(text)}
+        for student, text in db.execute("SELECT student, checks FROM results")
+    }
     meta = {student: json.loads(text) for student, text in db.execute("SELECT student, meta FROM results")}
     db.close()
-    assert checks["t1-honest"]["trains the model it is given"]["passed"] and checks["t1-honest"]["history is real"]["passed"]
+    assert (
+        checks["t1-honest"]["trains the model it is given"]["passed"]
+        and checks["t1-honest"]["history is real"]["passed"]
+    )
     assert meta["t1-honest"]["isolation"]["process"] is True and meta["t1-honest"]["epochs"] >= 2
     assert checks["t2-fabricated"]["trains the model it is given"]["passed"]
     assert "not the one model.fit recorded" in checks["t2-fabricated"]["history is real"]["message"]
