@@ -375,5 +375,5 @@ def test_training_questions_are_graded_in_the_batch_sandbox(tmp_path):
     )
     assert meta["t1-honest"]["isolation"]["process"] is True and meta["t1-honest"]["epochs"] >= 2
     assert checks["t2-fabricated"]["trains the model it is given"]["passed"]
-    assert "not the one model.fit recorded" in checks["t2-fabricated"]["history is real"]["message"]
+    assert "but the grader saw model.fit train the model" in checks["t2-fabricated"]["history is real"]["message"]
     assert all("crashed (signal SIGSEGV)" in c["message"] for c in checks["t3-segfault"].values())

@@ -801,7 +801,6 @@ def test_a_resubmitted_fixed_notebook_gets_its_new_score(graded_course) -> None:
 @pytest.mark.slow
 def test_feedback_shows_only_the_graders_redacted_report(graded_course) -> None:
     course = graded_course["course"]
-    reference_answer = "fc6 alone has 37.8 million"
     for student in graded_course["submissions"]:
         html = _feedback(course, student)
         assert "BEGIN HIDDEN TESTS" not in html and "grading_time" not in html
@@ -821,9 +820,10 @@ def test_feedback_shows_only_the_graders_redacted_report(graded_course) -> None:
     report = _text(_cell(_autograded(course, "leaker"), "q5_test"))
     assert "SEEN " in report and "BatchNormalization" not in report  # ...not the models a hidden check called it with
     assert leaker.count("BatchNormalization") == _feedback(course, "reference").count("BatchNormalization")  # task text
-    assert "(reference solution)" not in leaker and reference_answer not in leaker  # the references stay unread
-    solution = (Path(__file__).resolve().parent.parent / "solutions" / "q6_dropout.py").read_text()
-    assert reference_answer in solution and "(reference solution)" in solution  # what a successful leak would show
+    # The references stay unread: the leaker printed every file of solutions/, so a reference that is in none of
+    # the notebook's own cells (q7's, for a course of q1, q5 and q6) would show in its feedback had anything leaked.
+    solution = (Path(__file__).resolve().parent.parent / "solutions" / "q7_flowers.py").read_text()
+    assert "def build_transfer_model" in solution and "def build_transfer_model" not in leaker
 
 
 @pytest.mark.slow

@@ -95,8 +95,8 @@ def nbgrader_grade(
         click.echo(f"not graded by the sandbox: {len(outcome.not_graded)} test cell(s) score 0 until you look at them:")
         for cell in outcome.not_graded:
             click.echo(f"  {cell.describe()}")
-    if outcome.failures:
-        raise GraderError("nbgrader could not autograde some submissions: see its log above")
+    if outcome.failures:  # exit code 1, like cells not graded: submissions that need the TA's attention
+        raise click.ClickException("nbgrader could not autograde some submissions: see its log above")
     if outcome.not_graded:  # exit code 1: cells that need the TA's attention, like failed checks
         raise click.ClickException("some test cells were not graded by the sandbox (listed above)")
 
