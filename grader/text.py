@@ -9,9 +9,12 @@ hold them, and the length is capped. `spreadsheet_cell` also defuses formulas.
 
 from __future__ import annotations
 
+import datetime
 import re
 from collections.abc import Mapping
 from typing import Any
+
+import dateutil.parser
 
 MESSAGE_LIMIT = 4000  # characters of one message shown to a student
 # C0 controls but tab and newline, DEL, C1 controls; and the escape sequences they start.
@@ -39,6 +42,17 @@ def clean_data(value: Any, limit: int = MESSAGE_LIMIT) -> Any:
     if isinstance(value, (list, tuple)):
         return [clean_data(v, limit) for v in value]
     return value
+
+
+def parse_timestamp(text: str | None) -> datetime.datetime | None:
+    """A date and time written by a student or a tool, as naive UTC when it names a zone (None: not a date)."""
+    if not text:
+        return None
+    try:
+        when = dateutil.parser.parse(text)
+    except (ValueError, OverflowError):
+        return None
+    return when.astimezone(datetime.UTC).replace(tzinfo=None) if when.tzinfo else when
 
 
 def spreadsheet_cell(value: Any) -> str:

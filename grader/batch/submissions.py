@@ -21,10 +21,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import dateutil.parser
-
 from ..checks import Question
-from ..text import clean
+from ..text import clean, parse_timestamp
 
 MAX_FILE_BYTES = 5 * 1024 * 1024  # per file; a notebook is measured without its outputs
 MAX_RAW_NOTEBOOK_BYTES = 64 * 1024 * 1024  # a notebook file larger than this is not even read
@@ -137,12 +135,9 @@ def _timestamp(folder: Path) -> tuple[str | None, str | None]:
     stamp = folder / "timestamp.txt"
     if stamp.is_file():
         raw = stamp.read_bytes()[:200].decode("utf-8", "replace").strip()
-        try:
-            when = dateutil.parser.parse(raw)
-        except (ValueError, OverflowError):
+        when = parse_timestamp(raw)
+        if when is None:
             return None, f"timestamp.txt is not a date ({clean(raw, 40, newlines=False)!r}): left empty"
-        if when.tzinfo is not None:
-            when = when.astimezone(datetime.UTC).replace(tzinfo=None)
         return when.isoformat(sep=" ", timespec="seconds"), None
     mtimes = [p.stat().st_mtime for p in folder.iterdir() if p.is_file()]
     if not mtimes:

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import click
 
+from ..options import TIER_NAMES
 from ..paths import exercises_dir
 
 EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_GRADER = 0, 1, 2, 3
+TIER = click.Choice(TIER_NAMES)  # the --tier of every command that trains
 
 
 class GraderError(click.ClickException):

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..options import GradingOptions, Limits
-from .base import GraderError
+from .base import TIER, GraderError
 
 
 @click.group("nbgrader")
@@ -151,7 +151,7 @@ def nbgrader_grade(
 )
 @click.option(
     "--tier",
-    type=click.Choice(["quick", "full"]),
+    type=TIER,
     default="quick",
     show_default=True,
     help="Training questions: quick (CPU subset) or full (official split, for GPU workers).",

@@ -10,7 +10,7 @@ import click
 
 from ..options import GradingOptions, Limits
 from ..paths import solutions_dir
-from .base import EXIT_FAILED, EXIT_PASSED, GraderError, default_folder
+from .base import EXIT_FAILED, EXIT_PASSED, TIER, GraderError, default_folder
 
 
 @click.command("list")
@@ -41,7 +41,7 @@ def list_questions() -> None:
 )
 @click.option(
     "--tier",
-    type=click.Choice(["quick", "full"]),
+    type=TIER,
     default="quick",
     show_default=True,
     help="Training questions: quick = small data for a CPU, full = the real data set for a GPU.",
@@ -118,7 +118,7 @@ def check_command(
 )
 @click.option(
     "--tier",
-    type=click.Choice(["quick", "full"]),
+    type=TIER,
     default="quick",
     show_default=True,
     help="quick: generated data, no pretrained weights, CPU; full: the real data and pretrained weights, GPU.",

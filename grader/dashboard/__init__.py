@@ -9,7 +9,6 @@ caller that holds the results in memory (e.g. `grader nbgrader grade`) passes th
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from ..checks import QuestionResult
 from ..paths import exercises_dir, solutions_dir
 from ..questions import QUESTIONS
+from ..text import parse_timestamp
 from . import figures, page, similarity
 from .classify import isolation_warnings
 from .stats import class_figures, diagnosis_titles, total_of
@@ -30,18 +30,6 @@ def feedback_name(student: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in student) + ".md"
 
 
-def _parse_time(text: str | None) -> datetime.datetime | None:
-    if not text:
-        return None
-    import dateutil.parser
-
-    try:
-        when = dateutil.parser.parse(text)
-    except (ValueError, OverflowError):
-        return None
-    return when.astimezone(datetime.UTC).replace(tzinfo=None) if when.tzinfo else when
-
-
 def student_rows(
     everything: Mapping[str, Mapping[str, QuestionResult]],
     question_ids: Sequence[str],
@@ -50,11 +38,11 @@ def student_rows(
     duedate: str = "",
 ) -> list[dict[str, Any]]:
     """One row per student: score per question, total, time, timestamp, late flag, isolation warnings."""
-    due = _parse_time(duedate)
+    due = parse_timestamp(duedate)
     rows = []
     for student in sorted(everything):
         results = everything[student]
-        submitted = _parse_time(timestamps.get(student))
+        submitted = parse_timestamp(timestamps.get(student))
         warnings = sorted({w for q in question_ids if q in results for w in isolation_warnings(results[q].meta)})
         rows.append({
             "student": student, "scores": {q: results[q].score for q in question_ids if q in results},
