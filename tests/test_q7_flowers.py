@@ -57,6 +57,8 @@ def test_reference_passes_every_check_quick_tier_within_budget():
     assert meta["tier"] == "quick" and meta["weights"] == "None"
     assert meta["train_loss_after"] < meta["train_loss_before"]
     assert len(meta["curves"]["test_accuracy"]) == meta["epochs"] == QUICK_EPOCHS
+    markers = meta["marker_probability"][: QUICK_EPOCHS + 1]  # the leak check's marker class: only ever falls
+    assert all(later < earlier for earlier, later in zip(markers, markers[1:])), markers
     assert elapsed < 180, f"the quick tier took {elapsed:.0f} CPU seconds"
 
 

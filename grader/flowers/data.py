@@ -264,7 +264,11 @@ def pack_images(data: FlowersData, indices: Indices) -> dict[str, np.ndarray]:
     How images cross to a sandboxed process: two arrays, whatever the source (8,189
     JPEGs are about 330 MB this way, against 1.3 GB decoded); `unpack_images` undoes it.
     """
-    blobs = [data.encoded_bytes(int(i)) for i in indices]
+    return pack_blobs([data.encoded_bytes(int(i)) for i in indices])
+
+
+def pack_blobs(blobs: Sequence[bytes]) -> dict[str, np.ndarray]:
+    """Encoded images in one uint8 array with the offsets between them (see `pack_images`)."""
     offsets = np.cumsum([0, *[len(b) for b in blobs]]).astype(np.int64)
     return {"data": np.frombuffer(b"".join(blobs), dtype=np.uint8).copy(), "offsets": offsets}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -114,3 +114,59 @@ def history_dict(history: Any) -> dict[str, list[float]]:
     if not isinstance(history, dict):
         return {}
     return {str(key): [float(v) for v in values] for key, values in history.items()}
+
+
+MAX_HEAD_SNAPSHOTS = 200  # head snapshots kept (each fit: begin, every epoch, end); more epochs are not graded
+
+
+def head_variables(model: Any) -> list[Any]:
+    """The weights of `model` outside its backbone (the head, in `model.weights` order): what training may change."""
+    from .backbones import find_backbone
+
+    backbone = find_backbone(model)
+    frozen = {id(w) for w in backbone.weights} if backbone is not None else set()
+    return [w for w in model.weights if id(w) not in frozen]
+
+
+@contextlib.contextmanager
+def watched_head(model: Any, on_epoch: Callable[[int, int, Any, Any], None] | None = None) -> Iterator[dict[str, Any]]:
+    """Within the block, every `keras.Model.fit` snapshots the head of `model` when it begins, after every epoch and
+    when it ends; the block yields {"points": [flat float32 vectors], "kinds": ["begin" | "epoch" | "end"]}.
+    `on_epoch(fit, epoch, epochs, logs)` (1-based numbers) is called after every epoch (the live display).
+
+    Runs beside the student's code: the grader checks the snapshots against the weights it
+    sent and the model that came back (`training.trajectory.check_trajectory`).
+    """
+    import keras
+
+    from ..patching import patched
+    from ..training.evaluation import flat_weights
+
+    variables = head_variables(model)
+    record: dict[str, Any] = {"points": [], "kinds": []}
+
+    def snapshot(kind: str) -> None:
+        if len(record["kinds"]) < MAX_HEAD_SNAPSHOTS:
+            record["points"].append(flat_weights([np.array(keras.ops.convert_to_numpy(w.value)) for w in variables]))
+            record["kinds"].append(kind)
+
+    class HeadSnapshots(keras.callbacks.Callback):
+        def on_train_begin(self, logs: Any = None) -> None:
+            snapshot("begin")
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            snapshot("epoch")
+            if on_epoch is not None:
+                on_epoch(record["kinds"].count("begin"), epoch + 1, (self.params or {}).get("epochs"), logs)
+
+        def on_train_end(self, logs: Any = None) -> None:
+            snapshot("end")
+
+    original_fit = keras.Model.fit
+
+    def fit(self: Any, *args: Any, callbacks: Any = None, **kwargs: Any) -> Any:
+        return original_fit(self, *args, callbacks=[*list(callbacks or []), HeadSnapshots()], **kwargs)
+
+    fit.__doc__ = original_fit.__doc__
+    with patched([keras.Model], "fit", fit):
+        yield record

@@ -11,6 +11,11 @@ The training check has two tiers, chosen by `ctx.options.tier`:
 - full (GPU, real data, ImageNet weights from `options.weights` or Keras's cache): test
   accuracy at least 0.85 after at most 10 epochs.
 
+On both tiers every figure is the grader's own (`q7_integrity`): it checks the head's
+weights after every epoch, measures each epoch and the returned model itself, compares the
+returned history with that epoch by epoch, and fails a run in which validation images
+reached the training (its secret marker class).
+
 Student code is reached only through the `Context` seam (`q7_calls`), so q7 is graded in
 the sandbox. The model checks are in `q7_model`; the code that runs where the student's
 code runs is in `q7_beside`; the training run, measured on the grading side, in `q7_tiers`.
@@ -30,7 +35,7 @@ from ..flowers.pipeline import RESIZE_TO
 from .q7_calls import call_fresh, checked_split, run_preprocess_many, student_backbone
 from .q7_geometry import PATTERN_SIZE, SIZE, best_window, centre, pattern_image, resize, rms, shorter_side_to
 from .q7_model import backbone_frozen, backbone_pretrained, inference_mode, model_head, num_classes_used
-from .q7_tiers import full_tier_limits, json_safe, run_tier
+from .q7_tiers import full_tier_limits, json_safe, run_measured
 
 MODULE = "q7_flowers"
 FULL_TARGET = 0.85
@@ -246,19 +251,20 @@ def split_other_labels(ctx: Context) -> str:
 
 
 def training(ctx: Context) -> str:
-    experiment, note = run_tier(ctx)
+    experiment, note, verdicts = run_measured(ctx)
     ctx.meta["q7"] = json_safe({k: v for k, v in experiment.to_dict().items() if k not in ("confusion", "class_names")})
+    ctx.meta["q7"]["marker_probability"] = json_safe([round(p, 4) for p in verdicts.marker_probability])
+    ctx.meta["q7"]["elsewhere_probability"] = json_safe([round(p, 4) for p in verdicts.elsewhere_probability])
     history = experiment.history
     if not history or "loss" not in history:
         raise CheckFailed(
             "`train_transfer` should return History.history, the dict that model.fit(...) returns in .history, "
             "with a 'loss' list per epoch."
         )
-    losses = history["loss"]
-    if len(losses) != experiment.epochs:
+    if verdicts.epochs != experiment.epochs:
         raise CheckFailed(
-            f"`train_transfer(..., epochs={experiment.epochs})` trained {len(losses)} epochs: pass epochs=epochs to "
-            "model.fit."
+            f"`train_transfer(..., epochs={experiment.epochs})` trained {verdicts.epochs} epochs (counted by the "
+            "grader): pass epochs=epochs to model.fit, and call it once."
         )
     if experiment.backbone_drift > 1e-6:
         raise CheckFailed(
@@ -266,6 +272,10 @@ def training(ctx: Context) -> str:
             f"{experiment.backbone_drift:.3g}): train only the head; keep base.trainable = False (do not set "
             "model.trainable = True) and call base(x, training=False)."
         )
+    if verdicts.leak:
+        raise CheckFailed(verdicts.leak)
+    if verdicts.history:
+        raise CheckFailed(verdicts.history)
     if ctx.options.tier == "full":
         if experiment.test_accuracy < FULL_TARGET:
             raise CheckFailed(
@@ -279,16 +289,18 @@ def training(ctx: Context) -> str:
         )
     before, after = experiment.train_loss_before, experiment.train_loss_after
     if not after < before:
+        per_epoch = ", ".join(f"{v:.3f}" for v in experiment.curves["train_loss"])
         raise CheckFailed(
             f"The loss on the training images did not fall ({before:.3f} before train_transfer, {after:.3f} after; per "
-            f"epoch: {', '.join(f'{v:.3f}' for v in losses)}) on a small, easy data set: compile with an optimizer "
+            f"epoch, measured by the grader: {per_epoch}) on a small, easy data set: compile with an optimizer "
             "such as Adam(1e-3) and loss='sparse_categorical_crossentropy' (the labels are integers), and fit on "
             "train_ds."
         )
     generated = "generated " if experiment.data_kind == "synthetic" else ""
     return (
         f"quick tier: {experiment.split['images']} {generated}images, {experiment.epochs} epochs, "
-        f"training loss {before:.3f} -> {after:.3f}, backbone untouched{note} "
+        f"training loss {before:.3f} -> {after:.3f}, backbone untouched, validation set kept out of training, history "
+        f"matches the grader's evaluation of every epoch{note} "
         "(full tier: grader check q7 --tier full, see the README)"
     )
 

@@ -162,18 +162,21 @@ def _layer_slices(shapes: Sequence[tuple[int, ...]], names: Sequence[str]) -> li
     return slices
 
 
-def check_trajectory(trajectory: Trajectory, sent: np.ndarray, returned: np.ndarray, model: Any) -> dict[str, float]:
+def check_trajectory(
+    trajectory: Trajectory, sent: np.ndarray, returned: np.ndarray, model: Any, *, learnt: str | None = None
+) -> dict[str, float]:
     """The snapshots form one training run from the weights the grader sent to the model that came back.
 
     Raises `CheckFailed` saying what was seen: weights loaded before or between fits, an
-    epoch that did not train, weights that jumped, weights changed after fit. Returns the
-    figures it judged: the lowest layer correlation between successive epochs, and the
-    largest layer's correlation with the weights sent.
+    epoch that did not train, weights that jumped, weights changed after fit; `learnt` ends
+    each message (default: how the grader's secret weights and labels make this matter).
+    Returns the figures it judged: the lowest layer correlation between successive epochs,
+    and the largest layer's correlation with the weights sent.
     """
     shapes = [tuple(w.shape) for w in model.weights]
     names = [str(getattr(w, "path", None) or getattr(w, "name", f"weights {i}")) for i, w in enumerate(model.weights)]
     layers = _layer_slices(shapes, names)
-    learnt = (
+    learnt = learnt or (
         "The grader starts every run from fresh random weights of its own (secret, different each run) and relabels "
         "the classes for the run, so it grades only weights learnt from them by fit in this run."
     )
