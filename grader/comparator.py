@@ -1,12 +1,10 @@
 """Compare a student's Keras model with the reference: layer by layer, semantically.
 
-`trace` runs one *symbolic* forward pass (placeholders in a scratch graph: shapes only, no
-activation is computed, so a student-controlled architecture costs the grader no real
-work) and records every leaf layer that was called, in call order, with its output shape
-and parameter count. It works the same for Sequential, functional and subclassed models,
-nested models included. Tracing patches `Layer.__call__` under a process-wide lock, and
-the patch records only the tracing thread's calls: a Dask worker grading in several
-threads gets a correct trace in each.
+Both models are traced (`grader.tracing.trace`: the leaf layers called in a symbolic
+forward pass, with shapes, parameter counts and settings). In the sandbox the grader
+traces a model it rebuilt from the student's configuration; a model it cannot rebuild
+(subclassed, a Lambda or custom layer) is traced in the student's process and the trace
+checked for consistency (`grader.structure`), and the result's `meta["isolation"]` says so.
 
 `compare_structure` then aligns the *significant* layers of both traces: layers with
 parameters and pooling layers. Layers that change neither shape nor parameters
@@ -18,174 +16,45 @@ features from 48,120 parameters (size-1 axes are ignored when comparing shapes).
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
-import threading
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
+from .checks import CheckFailed, StudentCodeError
+from .diagnoses import NOT_REBUILDABLE
+from .tracing import (
+    MAX_TRACED_LAYERS,
+    LayerTrace,
+    format_kernel,
+    format_shape,
+    significant_layers,
+    squeeze,
+    total_params,
+    trace,
+    weight_shapes,
+)
 
-from .checks import CheckFailed, StudentCodeError, explain_exception
-from .patching import patched
-
-
-@dataclasses.dataclass(frozen=True)
-class LayerTrace:
-    """One call of a leaf layer during the traced forward pass."""
-
-    name: str
-    kind: str
-    input_shape: tuple[int, ...]
-    output_shape: tuple[int, ...]
-    params: int
-    config: dict[str, Any]
-
-    @property
-    def significant(self) -> bool:
-        return self.params > 0 or "Pooling" in self.kind
-
-    @property
-    def signature(self) -> tuple[tuple[int, ...], int]:
-        return squeeze(self.output_shape), self.params
-
-    @property
-    def is_conv(self) -> bool:
-        return "kernel_size" in self.config
-
-    @property
-    def is_dense(self) -> bool:
-        return "units" in self.config
-
-    def describe(self) -> str:
-        what = self.kind
-        if self.is_conv:
-            what = f"{self.kind} {self.config.get('filters', '')}@{format_kernel(self.config['kernel_size'])}"
-        elif self.is_dense:
-            what = f"Dense {self.config['units']}"
-        return f"{what} -> {format_shape(self.output_shape)}, {self.params:,} parameters"
-
-
-def squeeze(shape: Sequence[int]) -> tuple[int, ...]:
-    """Drop size-1 axes: 1x1x120 and 120 are the same features."""
-    return tuple(int(d) for d in shape if d != 1) or (1,)
-
-
-def format_shape(shape: Sequence[int]) -> str:
-    return "x".join(str(int(d)) for d in shape)
-
-
-def format_kernel(kernel: Any) -> str:
-    if isinstance(kernel, (tuple, list)):
-        return "x".join(str(k) for k in kernel)
-    return f"{kernel}x{kernel}"
-
-
-def _shape_of(value: Any) -> tuple[int, ...] | None:
-    import keras
-
-    for item in keras.tree.flatten(value):
-        if hasattr(item, "shape"):
-            return tuple(int(d) if d is not None else -1 for d in item.shape)
-    return None
-
-
-def _layer_config(layer: Any) -> dict[str, Any]:
-    keys = ("filters", "kernel_size", "strides", "padding", "units", "use_bias", "pool_size", "rate", "activation")
-    try:
-        config = layer.get_config()
-    except Exception:  # noqa: BLE001 - a layer whose get_config fails is described without its settings
-        return {}
-    return {k: config[k] for k in keys if k in config}
-
-
-MAX_TRACED_LAYERS = 500  # leaf layer calls (and layers) of a model the grader traces; the exercises' have a few dozen
-_TRACE_LOCK = threading.Lock()  # one trace at a time: the patch of `Layer.__call__` is class-wide
-
-
-class _TooManyLayers(Exception):
-    """Raised inside a trace when the model calls more than `MAX_TRACED_LAYERS` layers."""
-
-
-def trace(model: Any, input_shape: Sequence[int], *, batch: int = 2, call: str = "the model") -> list[LayerTrace]:
-    """Call `model` symbolically on a batch of `input_shape` in inference mode; record each leaf layer it calls.
-
-    Raises `StudentCodeError` when the model cannot be called on such an input, or calls
-    more than `MAX_TRACED_LAYERS` layers.
-    """
-    import keras
-
-    records: list[LayerTrace] = []
-    depth = [0]
-    owner = threading.get_ident()
-    if _count_layers(model) > MAX_TRACED_LAYERS:  # refused before any work
-        raise StudentCodeError(_too_many_layers(call))
-
-    with _TRACE_LOCK:
-        original_call = keras.layers.Layer.__call__
-
-        def recording_call(layer, *args, **kwargs):
-            if isinstance(layer, keras.Model) or threading.get_ident() != owner:
-                return original_call(layer, *args, **kwargs)
-            depth[0] += 1
-            try:
-                outputs = original_call(layer, *args, **kwargs)
-            finally:
-                depth[0] -= 1
-            if depth[0] == 0:
-                if len(records) >= MAX_TRACED_LAYERS:
-                    raise _TooManyLayers()
-                in_shape = _shape_of(args[0] if args else next(iter(kwargs.values()), None))
-                out_shape = _shape_of(outputs)
-                records.append(
-                    LayerTrace(
-                        name=layer.name,
-                        kind=type(layer).__name__,
-                        input_shape=tuple(in_shape[1:]) if in_shape else (),
-                        output_shape=tuple(out_shape[1:]) if out_shape else (),
-                        params=int(sum(int(np.prod(w.shape)) for w in layer.weights)),
-                        config=_layer_config(layer),
-                    )
-                )
-            return outputs
-
-        try:
-            with patched([keras.layers.Layer], "__call__", recording_call):
-                _symbolic_call(keras, model, (batch, *input_shape))
-        except _TooManyLayers:
-            raise StudentCodeError(_too_many_layers(call)) from None
-        except Exception as error:  # noqa: BLE001 - whatever the student's model raises is reported to the student
-            raise StudentCodeError(
-                explain_exception(f"{call} on an input of shape {(batch, *input_shape)}", error)
-            ) from None
-    return records
-
-
-def _too_many_layers(call: str) -> str:
-    return (
-        f"{call} has more than {MAX_TRACED_LAYERS:,} layers: the grader does not inspect a model that large "
-        "(the models of these exercises have a few dozen)."
-    )
-
-
-def _count_layers(model: Any) -> int:
-    """The layers inside `model`, nested ones included (0 where Keras cannot list them)."""
-    try:
-        return sum(1 for _ in model._flatten_layers(include_self=False, recursive=True))
-    except Exception:  # noqa: BLE001 - not a Keras layer: the trace reports what is wrong with it
-        return 0
-
-
-def _symbolic_call(keras: Any, model: Any, shape: tuple[int, ...]) -> Any:
-    """`model(x, training=False)` on a placeholder `x` of `shape`: shapes are inferred, nothing is computed."""
-    from keras.src import backend
-
-    spec = keras.KerasTensor(shape, dtype="float32")
-    return backend.compute_output_spec(lambda x: model(x, training=False), spec)
-
-
-def significant_layers(layers: Sequence[LayerTrace]) -> list[LayerTrace]:
-    return [layer for layer in layers if layer.significant]
+__all__ = [  # the tracing names are kept here too: checks import them from the comparator
+    "MAX_TRACED_LAYERS",
+    "LayerTrace",
+    "TracedModel",
+    "call_model_builder",
+    "compare_structure",
+    "describe_difference",
+    "difference_id",
+    "ensure",
+    "format_kernel",
+    "format_shape",
+    "likely_cause",
+    "significant_layers",
+    "squeeze",
+    "total_params",
+    "trace",
+    "trace_reference",
+    "trace_student",
+    "weight_shapes",
+]
+TRACE_TARGET = "grader.sandbox.traced:describe_model"  # run in the child for a model the grader cannot rebuild
 
 
 def compare_structure(reference: Sequence[LayerTrace], student: Sequence[LayerTrace]) -> str:
@@ -338,13 +207,34 @@ def _bias_or_inputs(expected: LayerTrace, actual: LayerTrace, outputs: int) -> s
     )
 
 
+class TracedModel:
+    """Stands for a sandboxed student's model the grader cannot rebuild: its structure is traced in the child."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return "<a keras.Model traced where your code runs>"
+
+
+TracedModel.__name__ = "keras.Model (subclassed or with Python code: traced where your code runs)"
+
+
 def call_model_builder(ctx: Any, builder: str, **kwargs: Any) -> Any:
-    """Call the student's model builder and make sure it returned a Keras model."""
+    """Call the student's model builder and make sure it returned a Keras model.
+
+    In the sandbox, a model the grader cannot rebuild comes back as a `TracedModel`.
+    """
     import keras
 
     from .checks import describe_call, require_type
 
-    model = ctx.call(builder, **kwargs)
+    try:
+        model = ctx.call(builder, **kwargs)
+    except StudentCodeError as failure:
+        if ctx.executor is None or failure.diagnosis != NOT_REBUILDABLE.id:
+            raise
+        return TracedModel(str(failure))
     return require_type(model, keras.Model, describe_call(builder, (), kwargs), "a keras.Model")
 
 
@@ -355,16 +245,41 @@ def trace_student(ctx: Any, builder: str, shape: Sequence[int], **kwargs: Any) -
         from .checks import describe_call
 
         model = call_model_builder(ctx, builder, **kwargs)
-        return trace(model, shape, call=f"the model from {describe_call(builder, (), kwargs)}")
+        what = f"the model from {describe_call(builder, (), kwargs)}"
+        if isinstance(model, TracedModel):
+            return _traced_in_child(ctx, builder, shape, kwargs, what)
+        return trace(model, shape, call=what)
 
     return ctx.cached(("trace-student", builder, tuple(shape), repr(sorted(kwargs.items()))), compute)
 
 
+def _traced_in_child(
+    ctx: Any, builder: str, shape: Sequence[int], kwargs: dict[str, Any], what: str
+) -> list[LayerTrace]:
+    """The trace of a model the grader cannot rebuild, made in the student's process and checked here."""
+    from .structure import STRUCTURE_TRACED, validated_trace
+
+    data = ctx.run_with_student(TRACE_TARGET, builder, tuple(int(d) for d in shape), dict(kwargs))
+    layers = validated_trace(data, shape, what)
+    ctx.meta.setdefault("isolation", {})["structure"] = STRUCTURE_TRACED
+    return layers
+
+
 def trace_reference(ctx: Any, builder: str, shape: Sequence[int], **kwargs: Any) -> list[LayerTrace]:
-    """Trace the reference model built with `kwargs` on inputs of `shape` (cached per context)."""
+    """Trace the reference model built with `kwargs` on inputs of `shape` (cached per context).
+
+    `ctx.reference` (`grader.references`) traces the solutions' model or returns the trace a
+    release recorded; a plain mapping (tests) is called and traced here.
+    """
+
+    def build() -> Any:
+        return ctx.reference_call(builder, **kwargs)
 
     def compute() -> list[LayerTrace]:
-        model = ctx.reference_call(builder, **kwargs)
+        traced_by_reference = getattr(ctx.reference, "trace_reference", None)
+        if traced_by_reference is not None:
+            return traced_by_reference(builder, tuple(shape), kwargs, build)
+        model = build()
         traced = trace(model, shape)
         if total_params(traced) != int(model.count_params()):  # never cache a wrong reference (e.g. a racing thread)
             raise RuntimeError(
@@ -374,19 +289,6 @@ def trace_reference(ctx: Any, builder: str, shape: Sequence[int], **kwargs: Any)
         return traced
 
     return ctx.cached(("trace-reference", builder, tuple(shape), repr(sorted(kwargs.items()))), compute)
-
-
-def total_params(layers: Sequence[LayerTrace]) -> int:
-    """Parameters of the traced model: each layer counted once, however often it was called."""
-    seen: dict[str, int] = {}
-    for layer in layers:
-        seen.setdefault(layer.name, layer.params)
-    return sum(seen.values())
-
-
-def weight_shapes(model: Any) -> list[tuple[int, ...]]:
-    """The shapes of a model's weights, in order: what a sandboxed process must hand back unchanged after training."""
-    return [tuple(int(d) for d in w.shape) for w in getattr(model, "weights", [])]
 
 
 def ensure(condition: bool, message: str, *, diagnosis: str | None = None) -> None:

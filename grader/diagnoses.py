@@ -32,6 +32,12 @@ WRONG_TYPE = Diagnosis("wrong-type", "returned a value of the wrong type")
 NOT_A_NUMBER = Diagnosis("not-a-number", "returned NaN or an infinity")
 LOAD_ERROR = Diagnosis("load-error", "the file could not be imported (syntax error, top-level code failed)")
 GRADER_ERROR = Diagnosis("grader-error", "the grader itself failed on this check (not the student's fault)")
+NOT_REBUILDABLE = Diagnosis(
+    "model-not-rebuildable", "a model with Python code (subclassed, Lambda, custom layer) the grader cannot load"
+)
+TRACE_INCONSISTENT = Diagnosis(
+    "traced-structure-inconsistent", "the model structure traced in the student's process does not add up"
+)
 
 GENERIC: tuple[Diagnosis, ...] = (
     NOT_IMPLEMENTED,
@@ -45,6 +51,8 @@ GENERIC: tuple[Diagnosis, ...] = (
     NOT_A_NUMBER,
     LOAD_ERROR,
     GRADER_ERROR,
+    NOT_REBUILDABLE,
+    TRACE_INCONSISTENT,
 )
 
 

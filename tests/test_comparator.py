@@ -332,11 +332,6 @@ def test_model_that_cannot_run_raises_student_code_error_with_the_input_shape():
     assert keras.layers.Layer.__call__ is original
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="total_params deduplicates layers by name: distinct layers that share a name (two blocks from one helper "
-    "with fixed layer names, or a subclassed model) are counted once, so the parameter count comes out too low",
-)
 def test_distinct_layers_with_the_same_name_are_all_counted():
     keras = import_keras()
     layers = keras.layers

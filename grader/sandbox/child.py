@@ -19,34 +19,37 @@ returns becomes a reply, never a crash of the loop.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import io
 import json
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from .. import progress
 from ..checks import CheckFailed, StudentCodeError, StudentSide, describe_call, explain_failure, resolve_grader_function
+from ..diagnoses import NOT_REBUILDABLE
 from ..options import Transfer
-from ..patching import patched
 from ..submission import load_file, not_found_message
 from .codec import Codec, first_line
 from .confinement import confine, die_with_parent, limit_threads, process_namespaces
 from .protocol import ChildSetup, Op, send
+from .traced import keep, zero_weights
 
 Reply = dict[str, Any]
 
 
 class BoundedWriter(io.TextIOBase):
-    """A text sink that keeps the first `limit` characters and counts the rest."""
+    """A text sink that keeps the last `limit` characters (the end of a log says most) and counts the rest."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.parts: list[str] = []
+        self.parts: collections.deque[str] = collections.deque()
         self.size = 0
         self.dropped = 0
 
@@ -55,17 +58,23 @@ class BoundedWriter(io.TextIOBase):
 
     def write(self, text: str) -> int:
         text = str(text)
-        room = self.limit - self.size
-        if room > 0:
-            self.parts.append(text[:room])
-            self.size += min(len(text), room)
-        self.dropped += max(0, len(text) - max(room, 0))
+        self.parts.append(text)
+        self.size += len(text)
+        while self.size > self.limit and self.parts:  # drop from the front: the oldest output goes first
+            excess, first = self.size - self.limit, self.parts[0]
+            cut = min(excess, len(first))
+            if cut == len(first):
+                self.parts.popleft()
+            else:
+                self.parts[0] = first[cut:]
+            self.size -= cut
+            self.dropped += cut
         return len(text)
 
     def getvalue(self) -> str:
         value = "".join(self.parts)
         if self.dropped:
-            value += f"\n[... {self.dropped:,} more characters of output not kept]"
+            value = f"[... {self.dropped:,} earlier characters of output not kept]\n" + value
         return value
 
 
@@ -165,6 +174,8 @@ def child_main(fd: int, setup: ChildSetup, processes: dict[str, str] | None = No
         os._exit(3)
     server = _Server(setup)
     send(conn, {"hello": True, "load_error": server.load(), "names": server.names(), "enforced": enforced})
+    # from now on (never before the hello), training epochs go to the grader's live display
+    progress.set_channel(lambda record: send(conn, {"progress": record}))
     while True:
         try:
             request = json.loads(conn.recv_bytes())
@@ -241,10 +252,11 @@ class _Server:
         args, kwargs = incoming.decode_arguments(request.get("args", []), request.get("kwargs", []))
         call = describe_call(name, args, kwargs)
         try:
-            with _zero_weights(transfer is Transfer.ARCHITECTURE):
+            with zero_weights(transfer is Transfer.ARCHITECTURE):
                 outcome = self._student().call(name, *args, **kwargs)
         except StudentCodeError as error:
             return {"raised": str(error), "stdout": error.stdout, "diagnosis": error.diagnosis}
+        keep(name, args, kwargs, outcome.value)  # a model the grader cannot rebuild is traced here next
         try:
             reply: Reply = {
                 "ok": Codec(self.folder, weights=transfer.weights_back).encode(outcome.value),
@@ -259,6 +271,7 @@ class _Server:
                 "raised": f"What `{call}` returned could not be sent to the grader: {type(error).__name__}: "
                 f"{first_line(str(error))}. Return built-in types and keras models built from built-in layers.",
                 "stdout": outcome.stdout,
+                "diagnosis": NOT_REBUILDABLE.id if _is_model(outcome.value) else None,
             }
         return reply
 
@@ -293,28 +306,6 @@ class _Server:
             }
 
 
-@contextlib.contextmanager
-def _zero_weights(active: bool) -> Iterator[None]:
-    """While a call whose weights never leave the child runs, Keras's random initializers give zeros.
-
-    Structural checks look only at architectures, so random draws for AlexNet's 61M
-    weights (~1 s per build) are wasted; zeros cost ~0.3 s. Not used when weights matter.
-    """
-    if not active:
-        yield
-        return
-    import keras
-
-    classes = [
-        keras.initializers.VarianceScaling,
-        keras.initializers.RandomUniform,
-        keras.initializers.RandomNormal,
-        keras.initializers.TruncatedNormal,
-        keras.initializers.Orthogonal,
-    ]
-
-    def zeros(self: Any, shape: Any, dtype: Any = None) -> Any:
-        return keras.ops.zeros(shape, dtype=dtype)
-
-    with patched(classes, "__call__", zeros):
-        yield
+def _is_model(value: Any) -> bool:
+    keras = sys.modules.get("keras")
+    return keras is not None and isinstance(value, keras.Model)

@@ -2,8 +2,9 @@
 
 Arrays go as `.npy` files read back with `allow_pickle=False`; Keras models as their
 configuration (`config.json`-like) or, with weights, as `.keras` files; both are rebuilt
-with `safe_mode=True`, so a model can carry no code. Anything else becomes an opaque
-stand-in that only keeps its type name and repr. Decoding refuses files outside the
+with `safe_mode=True`, so a model can carry no code (one that does fails with the diagnosis
+`model-not-rebuildable`; the structural checks then trace it in the child: `grader.structure`).
+Anything else becomes an opaque stand-in that only keeps its type name and repr. Decoding refuses files outside the
 folder, links, oversized files and unknown tags, and bounds what a (possibly tampered)
 child makes the grader do: nesting deeper than `MAX_DECODE_DEPTH`, integers longer than
 `MAX_INT_DIGITS` digits, model configurations over `CONFIG_MAX_BYTES`, `CONFIG_MAX_DEPTH`
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..checks import StudentCodeError
+from ..diagnoses import NOT_REBUILDABLE
 
 MAX_DEPTH = 50  # deeper nesting is sent as an opaque value
 MAX_DECODE_DEPTH = MAX_DEPTH + 10  # deeper nesting from the child is refused
@@ -234,7 +236,9 @@ class Codec:
                 return keras.saving.load_model(path, safe_mode=True, compile=self.compiled)
             return _rebuild(keras, path.read_text())
         except Exception as error:  # noqa: BLE001 - whatever Keras raises, the model could not be rebuilt
-            raise StudentCodeError(unloadable_model_message(kind, error)) from None
+            raise StudentCodeError(
+                unloadable_model_message(kind, error, weights=data["t"] == "keras"), diagnosis=NOT_REBUILDABLE.id
+            ) from None
 
 
 def _bounded_int(value: int) -> int:
@@ -359,9 +363,21 @@ def _zero_initializers(config: Any) -> Any:
     return config
 
 
-def unloadable_model_message(kind: str, error: BaseException) -> str:
-    """Why a model from the child could not be rebuilt by the grader, for a student."""
+def unloadable_model_message(kind: str, error: BaseException, *, weights: bool = False) -> str:
+    """Why a model from the child could not be rebuilt by the grader, for a student.
+
+    `weights`: the model was to come back with its weights (e.g. to be trained or run).
+    """
     text = str(error)
+    if weights:
+        return (
+            f"The grader could not load your {kind} back with its weights: your code runs in a separate process, "
+            "and the grader loads only models of built-in Keras layers (with safe_mode=True: no Lambda layer, "
+            "no subclassed keras.Model or custom layer, whose Python code it never runs). Checks of a model's "
+            "layers accept subclassed models; where your model must be trained or run, build it with "
+            "keras.Sequential or the functional API (keras.Model(inputs, outputs)) and built-in layers "
+            f"(e.g. keras.layers.Rescaling instead of a Lambda). (Keras said: {first_line(text)})"
+        )
     if "lambda" in text.lower() or "safe_mode" in text:
         return (
             f"Your {kind} contains a Lambda layer (or another piece of Python code), which the grader will not load: "
