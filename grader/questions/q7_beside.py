@@ -20,7 +20,8 @@ import numpy as np
 from ..checks import CheckFailed, StudentCodeError, StudentSide, explain_exception
 from ..flowers.data import decode_image, packed_flowers, unpack_images
 from ..flowers.pipeline import make_dataset
-from ..flowers.recording import history_dict, train_recording_epochs
+from ..flowers.recording import history_dict, watched_head
+from ..progress import report_epoch
 
 PREPROCESS_TARGET = "grader.questions.q7_beside:preprocess_beside_student"
 BUILD_TARGET = "grader.questions.q7_beside:build_beside_student"
@@ -119,36 +120,32 @@ def train_beside_student(
     shuffle_seed: int,
 ) -> dict[str, Any]:
     """Build the tf.data pipelines with the student's `preprocess` and call `train_transfer(model, train_ds, val_ds,
-    epochs)`, recording each epoch's logs and predictions.
+    epochs)`, snapshotting the model's head whenever a fit begins, after every epoch and when it ends.
 
-    `images` packs the training, validation and test images, in that order (`counts` of
-    each); `labels` are the training and validation labels only: the test images come
-    without theirs (their dataset carries zeros), and are only predicted for the curves.
-    Returns the model as training left it, the history and the per-epoch record.
+    `images` packs the training and validation images, in that order (`counts` of each),
+    with their `labels` as the grader sent them (the validation set holds the grader's marker
+    images: see `q7_integrity`). The test images never come here with their labels. Returns
+    the model as training left it, what `train_transfer` returned and the head's snapshots;
+    the grader measures every snapshot itself.
     """
-    n_train, n_val, n_test = (int(c) for c in counts)
+    n_train, n_val = (int(c) for c in counts)
     train_idx, val_idx = np.arange(n_train), np.arange(n_train, n_train + n_val)
-    test_idx = np.arange(n_train + n_val, n_train + n_val + n_test)
-    all_labels = np.concatenate([np.asarray(labels, np.int64), np.zeros(n_test, np.int64)])
-    data = packed_flowers(images, all_labels, num_classes)
+    data = packed_flowers(images, np.asarray(labels, np.int64), num_classes)
     student.function("train_transfer")
     preprocess = student.function("preprocess")
-
-    def train(*args: Any) -> Any:
-        return student.call("train_transfer", *args).value
-
-    try:
-        train_ds = make_dataset(
-            data, train_idx, preprocess, training=True, batch_size=batch_size, shuffle_seed=shuffle_seed
-        )
-        val_ds = make_dataset(data, val_idx, preprocess, training=False, batch_size=batch_size, cache=True)
-        test_ds = make_dataset(data, test_idx, preprocess, training=False, batch_size=batch_size, cache=True)
-        with contextlib.redirect_stdout(io.StringIO()):
-            eval_sets = {"validation": val_ds, "test": test_ds}
-            record = train_recording_epochs(train, model, train_ds, val_ds, epochs, eval_sets)
-        history = history_dict(record.returned)
-    except CheckFailed:
-        raise
-    except Exception as error:  # noqa: BLE001 - student code (or the data) failed somewhere in the pipeline
-        raise CheckFailed(explain_exception(PIPELINE, error, student.source)) from None
-    return {"model": model, "history": history, "logs": record.logs, "probs": record.probs}
+    with watched_head(model, on_epoch=report_epoch) as snapshots:  # epochs shown live, never graded
+        try:
+            train_ds = make_dataset(
+                data, train_idx, preprocess, training=True, batch_size=batch_size, shuffle_seed=shuffle_seed
+            )
+            val_ds = make_dataset(data, val_idx, preprocess, training=False, batch_size=batch_size, cache=True)
+            with contextlib.redirect_stdout(io.StringIO()):
+                returned = student.call("train_transfer", model, train_ds, val_ds, epochs).value
+            history = history_dict(returned)
+        except CheckFailed:
+            raise
+        except Exception as error:  # noqa: BLE001 - student code (or the data) failed somewhere in the pipeline
+            raise CheckFailed(explain_exception(PIPELINE, error, student.source)) from None
+    size = len(snapshots["points"][0]) if snapshots["points"] else 0
+    points = np.stack(snapshots["points"]) if snapshots["points"] else np.zeros((0, size), np.float32)
+    return {"model": model, "history": history, "trajectory": {"points": points, "kinds": list(snapshots["kinds"])}}

@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import diagnoses
+from .. import diagnoses, progress
 from ..checks import CheckFailed, Question, StudentCall, StudentCodeError, describe_call
 from ..options import Limits, Transfer
 from ..text import clean
@@ -20,22 +20,6 @@ from .protocol import ChildSetup, Op
 
 MAX_NAMES = 10_000  # names of a submission the parent keeps
 ENFORCED_KEYS = ("process", "session", "pid", "ipc", "network", "filesystem", "user", "hidden", "memory_mb", "threads")
-
-
-class StudentErrorWithOutput(StudentCodeError):
-    """Student code failed in the child; `stdout` is what it printed before."""
-
-    def __init__(self, message: str, stdout: str = "", *, diagnosis: str | None = None) -> None:
-        super().__init__(message, diagnosis=diagnosis)
-        self.stdout = stdout
-
-
-class CheckFailedWithOutput(CheckFailed):
-    """A grader check run beside the student's code failed; `stdout` is what the student's code printed."""
-
-    def __init__(self, message: str, stdout: str = "", *, diagnosis: str | None = None) -> None:
-        super().__init__(message, diagnosis=diagnosis)
-        self.stdout = stdout
 
 
 def reported_diagnosis(reply: dict[str, Any], question: Question) -> str | None:
@@ -160,9 +144,9 @@ class IsolatedExecutor:
             raise RuntimeError(f"the sandbox could not run {call}: {clean(reply['internal'])}")
         stdout = self._stdout(reply)
         if "raised" in reply:
-            raise StudentErrorWithOutput(
-                clean(reply["raised"]), stdout, diagnosis=reported_diagnosis(reply, self.question)
-            )
+            failure = StudentCodeError(clean(reply["raised"]), diagnosis=reported_diagnosis(reply, self.question))
+            failure.stdout = stdout
+            raise failure
         decoder = self._decoder()
         outcome = StudentCall(decoder.decode(reply.get("ok")), stdout, tuple(args), dict(kwargs))
         if transfer.args_back:
@@ -187,13 +171,17 @@ class IsolatedExecutor:
         encoded_args, encoded_kwargs = self._send_arguments(args, dict(kwargs or {}), weights=True, what=target)
         self.calls += 1
         reply = self._request(
-            {"op": Op.RUN, "target": target, "args": encoded_args, "kwargs": encoded_kwargs, "seed": seed}, what
+            {"op": Op.RUN, "target": target, "args": encoded_args, "kwargs": encoded_kwargs, "seed": seed},
+            what,
+            on_progress=progress.accept,  # e.g. the epochs of a student's training, for the display only
         )
         if "internal" in reply:
             raise RuntimeError(f"the sandbox could not run {target}: {clean(reply['internal'])}")
         if "failed" in reply:
-            kind = StudentErrorWithOutput if reply.get("student") else CheckFailedWithOutput
-            raise kind(clean(reply["failed"]), self._stdout(reply), diagnosis=reported_diagnosis(reply, self.question))
+            kind = StudentCodeError if reply.get("student") else CheckFailed
+            failed = kind(clean(reply["failed"]), diagnosis=reported_diagnosis(reply, self.question))
+            failed.stdout = self._stdout(reply)
+            raise failed
         if "raised" in reply:
             raise StudentCodeError(clean(reply["raised"]))
         return self._decoder().decode(reply.get("ok"))
@@ -227,11 +215,13 @@ class IsolatedExecutor:
         give_to(self._folder(), self._child.uid if self._child.owns_uid else None)
         return encoded
 
-    def _request(self, message: dict[str, Any], what: str) -> dict[str, Any]:
+    def _request(
+        self, message: dict[str, Any], what: str, on_progress: Callable[[Any], None] | None = None
+    ) -> dict[str, Any]:
         self._child.ensure_alive(what)
         if self.load_error is not None:
             raise StudentCodeError(self.load_error)
-        return self._child.request(message, what)
+        return self._child.request(message, what, on_progress)
 
 
 def _plain(value: Any) -> Any:

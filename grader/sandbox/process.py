@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -96,8 +97,14 @@ class ChildProcess:
                 diagnosis=diagnoses.PROCESS_DIED.id,
             )
 
-    def request(self, message: dict[str, Any], what: str) -> dict[str, Any]:
-        """Send `message`; returns the child's reply to it."""
+    def request(
+        self, message: dict[str, Any], what: str, on_progress: Callable[[Any], None] | None = None
+    ) -> dict[str, Any]:
+        """Send `message`; returns the child's reply to it.
+
+        Messages the child sends meanwhile with a `progress` key and no `id` go, as received, to
+        `on_progress`, which validates them (display only: `grader.progress.accept`).
+        """
         self.ensure_alive(what)
         self._sequence += 1
         message["id"] = self._sequence
@@ -110,6 +117,8 @@ class ChildProcess:
             reply = self._receive(what)
             if reply.get("id") == self._sequence:
                 return reply
+            if on_progress is not None and "progress" in reply and "id" not in reply:
+                on_progress(reply["progress"])
 
     def _channel(self) -> Connection:
         if self._conn is None:

@@ -5,7 +5,10 @@ reply carrying the same `id` and one of these keys: `ok` (the encoded value), `m
 (no such name), `raised` (student code failed: the message for the student), `failed`
 (a grader check failed beside the student's code), `internal` (the child's own failure).
 The child's first message is a hello: `load_error`, the `names` it defines, what was
-`enforced`; or `fatal` when the sandbox could not be set up.
+`enforced`; or `fatal` when the sandbox could not be set up. While it runs a `RUN` request
+the child may also send progress messages, `{"progress": {...}}` without an `id` (e.g. one
+per finished training epoch: numbers only): display data that the parent validates and
+caps (`grader.progress`) and no check reads.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import progress
 from ..checks import CheckFailed, Context, StudentCodeError, StudentSide
 from .data import Split
 from .evaluation import evaluator_for, flat_weights, weights_changed, weights_finite, weights_snapshot
@@ -131,16 +132,18 @@ def run_student_training(
     before = weights_snapshot(model)
     sent = flat_weights(before)
     started = time.monotonic()
-    outcome = ctx.run_with_student(
-        f"{__name__}:train_beside_student",
-        function,
-        model,
-        *extra_args,
-        *data,
-        seed=seed,
-        time_limit_s=tier.time_limit_s,
-    )
+    with progress.task(f"{ctx.question.id} {function}", tier.time_limit_s):  # epochs shown live, never graded
+        outcome = ctx.run_with_student(
+            f"{__name__}:train_beside_student",
+            function,
+            model,
+            *extra_args,
+            *data,
+            seed=seed,
+            time_limit_s=tier.time_limit_s,
+        )
     wall_s = time.monotonic() - started
+    ctx.last_stdout = str(outcome.get("stdout") or "")  # shown (its end, cleaned) if this check fails
     trained = outcome["model"]
     ensure_model_came_back(function, trained, weight_shapes(model))
     trajectory = trajectory_from(outcome, trained)

@@ -7,7 +7,8 @@ ends (`TrainingWatch.points`). The snapshots are the only thing the grader reads
 this record: it measures them itself and checks that they form one training run (see
 `trajectory`); everything else here (the fits' histories, epoch counts, elapsed time, the
 fit records) is computed in the student's process and only serves the
-benchmark and the stopping of training.
+benchmark and the stopping of training; after every epoch the callback also reports the
+epoch and its losses to the live display (`grader.progress.report_epoch`), which no check reads.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..patching import patched
+from ..progress import report_epoch
 from .evaluation import flat_weights, weights_snapshot
 
 # A function called after every epoch of a watched fit (e.g. the benchmark's test accuracy per epoch).
@@ -129,6 +131,8 @@ def _guard_callback(watch: TrainingWatch, extra_epoch_end: Sequence[EpochHook] =
                 watch.snapshot(given_model, "epoch")
             for hook in extra_epoch_end:
                 hook(self.model, watch)
+            # the live display (`grader.progress`): this fit's number, its epoch and losses; never graded
+            report_epoch(len(watch.fits) + 1, epoch + 1, (self.params or {}).get("epochs"), logs)
 
     return TrainingGuard()
 
