@@ -12,6 +12,7 @@ from typing import Any
 from ..checks import Check, CheckFailed, Context, Question, StudentSide, describe_call, require_type
 from ..diagnoses import Diagnosis
 from ..patching import patched
+from ..slips import BIASES_OMITTED, COUNT_SLIPS, count_slip, layer_params
 from .alexnet_slips import DIAGNOSES as ALEXNET_SLIPS
 from .alexnet_slips import known_alexnet_diagnoses, known_alexnet_totals
 
@@ -28,7 +29,6 @@ CONV_CASES = [
 DENSE_CASES = [((9216, 4096), {}), ((84, 10), {}), ((120, 84), {"use_bias": False})]
 REFERENCE_ALEXNET_TOTAL = 61_100_840
 
-BIASES_OMITTED = Diagnosis("biases-omitted", "the parameter formula leaves out the biases")
 BIASES_DESPITE_NO_BIAS = Diagnosis("biases-despite-use-bias-false", "the formula adds biases although use_bias=False")
 FORMULA_WRONG = Diagnosis("parameter-formula-wrong", "the parameter formula is wrong (not a bias slip)")
 ALEXNET_COUNT_WRONG = Diagnosis("alexnet-count-wrong", "count_parameters is wrong on AlexNet (no known slip)")
@@ -93,12 +93,20 @@ def count_alexnet(ctx: Context) -> str:
     expected = int(model.count_params())
     actual = _count(ctx, model)
     if actual != expected:
-        known = known_alexnet_totals().get(actual, "Sum the sizes of every weight tensor of every layer.")
+        hint, diagnosis = _slip_or(model, actual, "Sum the sizes of every weight tensor of every layer.")
+        if actual in known_alexnet_totals():
+            hint, diagnosis = known_alexnet_totals()[actual], known_alexnet_diagnoses()[actual]
         raise CheckFailed(
-            f"`{COUNT}` on the reference AlexNet returned {actual:,}, expected {expected:,}. {known}",
-            diagnosis=known_alexnet_diagnoses().get(actual, ALEXNET_COUNT_WRONG.id),
+            f"`{COUNT}` on the reference AlexNet returned {actual:,}, expected {expected:,}. {hint}",
+            diagnosis=diagnosis or ALEXNET_COUNT_WRONG.id,
         )
     return f"{actual:,} parameters in AlexNet"
+
+
+def _slip_or(model: Any, actual: int, otherwise: str) -> tuple[str, str | None]:
+    """(the hint, the diagnosis id) of the slip that gives `actual` on `model`; else (`otherwise`, None)."""
+    slip = count_slip(layer_params(model), actual)
+    return (otherwise, None) if slip is None else (slip.message, slip.diagnosis.id)
 
 
 def hidden_models() -> list[tuple[str, Any, str, str]]:
@@ -149,10 +157,13 @@ def count_hidden_models(ctx: Context) -> str:
         expected = int(model.count_params())
         actual = _count(ctx, model)
         if actual != expected:
-            hard_coded = actual == REFERENCE_ALEXNET_TOTAL or actual in known_alexnet_totals()
+            if actual == REFERENCE_ALEXNET_TOTAL or actual in known_alexnet_totals():
+                diagnosis = COUNT_HARD_CODED.id
+            else:
+                cause, slipped = _slip_or(model, actual, cause)
+                diagnosis = slipped or diagnosis
             raise CheckFailed(
-                f"`{COUNT}` on {label} returned {actual:,}, expected {expected:,}: {cause}",
-                diagnosis=COUNT_HARD_CODED.id if hard_coded else diagnosis,
+                f"`{COUNT}` on {label} returned {actual:,}, expected {expected:,}: {cause}", diagnosis=diagnosis
             )
     return f"right on {len(models)} more models"
 
@@ -187,8 +198,10 @@ def counts_by_walking(ctx: Context) -> str:
             diagnosis=COUNT_PARAMS_CALLED.id,
         )
     if actual != expected:
+        hint, diagnosis = _slip_or(model, actual, "")
         raise CheckFailed(
-            f"`{COUNT}` on a LeNet-5 returned {actual:,}, expected {expected:,}.", diagnosis=WALK_COUNT_WRONG.id
+            f"`{COUNT}` on a LeNet-5 returned {actual:,}, expected {expected:,}. {hint}".rstrip(),
+            diagnosis=diagnosis or WALK_COUNT_WRONG.id,
         )
     return "adds up the weights itself"
 
@@ -201,16 +214,24 @@ QUESTION = Question(
     checks=(
         Check("conv2d_params formula", 2, conv_formula, diagnoses=FORMULA_DIAGNOSES),
         Check("dense_params formula", 2, dense_formula, diagnoses=FORMULA_DIAGNOSES),
-        Check("count_parameters on AlexNet", 2, count_alexnet, diagnoses=(*ALEXNET_SLIPS, ALEXNET_COUNT_WRONG)),
+        Check(
+            "count_parameters on AlexNet",
+            2,
+            count_alexnet,
+            diagnoses=(*ALEXNET_SLIPS, *COUNT_SLIPS, ALEXNET_COUNT_WRONG),
+        ),
         Check(
             "count_parameters on other models",
             3,
             count_hidden_models,
             hidden=True,
-            diagnoses=(TRAINABLE_ONLY, USE_BIAS_IGNORED, NESTED_MODEL_SKIPPED, COUNT_HARD_CODED),
+            diagnoses=(TRAINABLE_ONLY, USE_BIAS_IGNORED, NESTED_MODEL_SKIPPED, COUNT_HARD_CODED, *COUNT_SLIPS),
         ),
         Check(
-            "count_parameters walks the layers", 1, counts_by_walking, diagnoses=(COUNT_PARAMS_CALLED, WALK_COUNT_WRONG)
+            "count_parameters walks the layers",
+            1,
+            counts_by_walking,
+            diagnoses=(COUNT_PARAMS_CALLED, *COUNT_SLIPS, WALK_COUNT_WRONG),
         ),
     ),
     shared_cache_keys=frozenset({"q5-hidden-models"}),  # built from reference code alone

@@ -12,17 +12,17 @@ from typing import Any
 from ..checks import Check, CheckFailed, Context, Question, WrittenAnswer, describe_call, require_type
 from ..comparator import ensure
 from ..diagnoses import Diagnosis
+from ..slips import SHARE_SLIPS, Slip, layer_params, leaf_layers, params_of, share_slip
 
 FRACTION = "classifier_parameter_fraction"
 ANSWER = "ANSWER"
 MIN_WORDS = 20
 TOLERANCE = 1e-3
-PERCENTAGE = Diagnosis("percentage-not-fraction", "returns a percentage (x100) where a fraction in [0, 1] is asked")
-COMPLEMENT = Diagnosis("complement-returned", "returns the convolutional layers' share instead of the Dense layers'")
 FRACTION_WRONG = Diagnosis("dense-fraction-wrong", "the Dense layers' share of the parameters is wrong (no known slip)")
 ANSWER_MISSING = Diagnosis("answer-missing", "the written answer is missing, still the stub, or not a string")
 ANSWER_TOO_SHORT = Diagnosis("answer-too-short", "the written answer is too short to grade")
-FRACTION_DIAGNOSES = (PERCENTAGE, COMPLEMENT, FRACTION_WRONG)
+FRACTION_DIAGNOSES = (*SHARE_SLIPS, FRACTION_WRONG)
+GROUPS = {"part_label": "the Dense layers", "rest_label": "the convolutional layers"}  # for the slips' messages
 MANUAL_POINTS = 5  # the hand-graded written answer in the nbgrader notebook (grader.nbgrader)
 RUBRIC = """\
 Award up to {points} points:
@@ -58,16 +58,20 @@ def _check_fraction(ctx: Context, model: Any, label: str) -> str:
     value = require_type(ctx.call(FRACTION, model), (float, int), call, "a float between 0 and 1")
     expected = dense_fraction(model)
     if abs(value - expected) > TOLERANCE:
-        hint, diagnosis = "", FRACTION_WRONG
-        if abs(value - 100 * expected) < 100 * TOLERANCE:
-            hint, diagnosis = " Return a fraction, not a percentage.", PERCENTAGE
-        elif abs(value - (1 - expected)) < TOLERANCE:
-            hint = " That is the convolutional layers' share; the question asks for the Dense layers'."
-            diagnosis = COMPLEMENT
+        slip = _slip(model, value)
+        hint, diagnosis = ("", FRACTION_WRONG) if slip is None else (f" {slip.message}", slip.diagnosis)
         raise CheckFailed(
             f"On {label} `{FRACTION}` returned {value:.4f}, expected {expected:.4f}.{hint}", diagnosis=diagnosis.id
         )
     return f"{value:.4f} on {label}"
+
+
+def _slip(model: Any, value: float) -> Slip | None:
+    """The slip (`grader.slips`) that gives `value` as the Dense layers' share of `model`, if one does."""
+    import keras
+
+    dense = [params_of(layer) for layer in leaf_layers(model) if isinstance(layer, keras.layers.Dense)]
+    return share_slip(dense, layer_params(model), value, tolerance=TOLERANCE, **GROUPS)
 
 
 def fraction_of_alexnet(ctx: Context) -> str:
@@ -124,7 +128,7 @@ QUESTION = Question(
         ),
         Check(
             "written answer given",
-            2,
+            0,  # a screen, not a grade: the answer's points (MANUAL_POINTS) are graded by hand everywhere
             written_answer,
             screens_answer=ANSWER,
             diagnoses=(ANSWER_MISSING, ANSWER_TOO_SHORT),

@@ -6,18 +6,22 @@ process holds it): a request is one JSON line of setup data (`ChildSetup`) sent 
 with one file descriptor (the child's end of its own channel); the zygote forks, answers
 {"spawned": pid}, and later {"exited": pid, "code": exit code or -signal} for each child
 it reaps. No TensorFlow op runs here, so forking is safe, and every child starts from the
-same clean state.
+same clean state. `grader check` forks its zygote from itself instead (`become_zygote`),
+right after importing Keras, so that Keras is imported once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import json
 import os
 import select
+import signal
 import socket
 import sys
+import tempfile
 
 from ..quiet import import_keras
 from .child import child_entry
@@ -58,6 +62,18 @@ def main(fd: int) -> None:
             for extra in fds:
                 os.close(extra)
         _reap(control, live)
+
+
+def become_zygote(fd: int) -> None:
+    """Turn this fork of a grading process into the zygote serving `fd`, as if started on its own."""
+    gc.freeze()  # the grading process's objects are never finalized here (none closes an fd we reuse)
+    os.setsid()
+    os.chdir(tempfile.gettempdir())
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.closerange(3, fd)  # the grading process's files and sockets are not the children's
+    os.closerange(fd + 1, os.sysconf("SC_OPEN_MAX"))
+    main(fd)
 
 
 def _fork_child(control: socket.socket, channel: int, line: bytes) -> int:
