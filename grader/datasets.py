@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .paths import REPO_ROOT, data_home
+from .paths import data_home, shipped_file
 
 FASHION_MNIST = "fashion-mnist"
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 DOWNLOAD_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
-CHECKSUM_FILE = REPO_ROOT / "datasets" / "fashion-mnist.sha256"
+CHECKSUM_FILE = shipped_file("datasets/fashion-mnist.sha256")
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 DOWNLOAD_TIMEOUT_S = 15
 

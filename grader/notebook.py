@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import io
+import sys
 from collections.abc import Collection
 from typing import Any
 
+from . import progress
 from .options import GradingOptions
 from .quiet import silence_frameworks
 
@@ -82,7 +84,10 @@ def check(
         notice = spec.training.notice(options)
         if notice and show:
             print(notice)
-    result = grade_namespace(spec, namespace, include_hidden=hidden or _GRADING_TIME, options=options)
+    # Training shows its epochs live (rich's bar in Jupyter or a terminal, else plain lines); not while autograding.
+    sink = progress.for_stream(sys.stdout, plain=True) if show and not _GRADING_TIME else progress.NullSink()
+    with progress.showing(sink):
+        result = grade_namespace(spec, namespace, include_hidden=hidden or _GRADING_TIME, options=options)
     if _GRADING_TIME:
         result = result.redacted({c.name for c in spec.checks if c.hidden})
     if show:

@@ -6,6 +6,11 @@ import dataclasses
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from .text import clean
+
+OUTPUT_LINES = 20  # lines of what student code printed, kept under a failed check (the last ones)
+OUTPUT_CHARS = 2000
+
 
 @dataclasses.dataclass
 class CheckResult:
@@ -15,9 +20,13 @@ class CheckResult:
     max_points: float
     message: str
     diagnosis: str | None = None  # failed checks: a `grader.diagnoses` id (for TAs; never shown to students)
+    output: str = ""  # failed checks: the end of what the student's code printed (`output_tail`)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if not self.output:
+            del data["output"]
+        return data
 
 
 @dataclasses.dataclass
@@ -61,13 +70,17 @@ class QuestionResult:
                 float(check["max_points"]),
                 str(check["message"]),
                 str(check["diagnosis"]) if check.get("diagnosis") else None,
+                output_tail(check.get("output") or ""),
             )
             for check in data.get("checks", [])
         ]
         return cls(str(data["question"]), str(data.get("title") or title), checks, dict(data.get("meta") or {}))
 
     def redacted(self, hidden: Collection[str]) -> QuestionResult:
-        """This result with the checks named in `hidden` renamed and their messages removed (for feedback)."""
+        """This result with the checks named in `hidden` renamed, their messages and output removed (for feedback).
+
+        What student code printed during a hidden check could show the hidden inputs it was called with.
+        """
         checks, number = [], 0
         for item in self.checks:
             if item.name in hidden:
@@ -79,6 +92,21 @@ class QuestionResult:
 
 
 HIDDEN_FAILED = "failed (details are not shown for hidden checks)"
+
+
+def output_tail(text: Any, lines: int = OUTPUT_LINES, chars: int = OUTPUT_CHARS) -> str:
+    """The last `lines` lines (at most `chars` characters) of what student code printed, safe to show.
+
+    A carriage return overwrites its line as on a terminal (Keras's progress bars keep
+    their final state); control characters and escape sequences go (`text.clean`).
+    """
+    window = 8 * chars  # enough for `lines` lines once escape sequences are gone; never the whole of 10 MB
+    text = str(text)[-window:]
+    shown = [clean(line.rstrip("\r").rsplit("\r", 1)[-1], window) for line in text.split("\n")]
+    while shown and not shown[-1].strip():
+        shown.pop()
+    tail = "\n".join(shown[-lines:])
+    return tail[-chars:] if len(tail) > chars else tail
 
 
 def internal_error_message(error: BaseException) -> str:

@@ -49,16 +49,41 @@ The modules, parent side first:
 * `codec`: values <-> tagged JSON and files, on both sides;
 * `zygote_process`: the fork server itself (`python -m grader.sandbox.zygote_process`);
 * `child`: the child's main loop: confine, load the submission, serve requests;
-* `confinement` and `mounts`: namespaces, rlimits, uid, environment; the mount layout.
+* `confinement` and `mounts`: namespaces, rlimits, uid, environment; the mount layout;
+* `probe`: whether this machine can run the sandbox at all (not on macOS or Windows: a
+  student's own `grader check` then grades unconfined and says so; grading for marks refuses).
+
+Nothing Linux-only (`resource`, `/proc`, `fcntl`) is imported at module level: the package
+imports on every platform, and `probe.available()` decides before anything is started.
+
+The names below are imported on first use, so that starting the zygote
+(`zygote.start`) costs the grading process almost nothing.
 """
 
-from .codec import Codec, RemoteHistory, unloadable_model_message
-from .confinement import die_with_parent, limit_threads
-from .executor import IsolatedExecutor, RemoteNamespace
-from .folders import hidden_paths, readonly_paths
-from .process import UID_BASE, UID_SLOTS, ChildFailure, next_uid, uid_processes
-from .protocol import PROTOCOL_MAX_BYTES, ChildSetup
-from .zygote import warm_up
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .codec import Codec, RemoteHistory, unloadable_model_message
+    from .confinement import die_with_parent, limit_threads
+    from .executor import IsolatedExecutor, RemoteNamespace
+    from .folders import hidden_paths, readonly_paths
+    from .process import UID_BASE, UID_SLOTS, ChildFailure, next_uid, uid_processes
+    from .protocol import PROTOCOL_MAX_BYTES, ChildSetup
+    from .zygote import warm_up
+
+_HOMES = {
+    "codec": ("Codec", "RemoteHistory", "unloadable_model_message"),
+    "confinement": ("die_with_parent", "limit_threads"),
+    "executor": ("IsolatedExecutor", "RemoteNamespace"),
+    "folders": ("hidden_paths", "readonly_paths"),
+    "process": ("UID_BASE", "UID_SLOTS", "ChildFailure", "next_uid", "uid_processes"),
+    "protocol": ("PROTOCOL_MAX_BYTES", "ChildSetup"),
+    "zygote": ("warm_up",),
+}
+_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
 
 __all__ = [
     "PROTOCOL_MAX_BYTES",
@@ -79,3 +104,11 @@ __all__ = [
     "unloadable_model_message",
     "warm_up",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_HOME_OF[name]}", __name__), name)
+    globals()[name] = value
+    return value

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import resource
 import signal
 import sys
 from collections.abc import Sequence
@@ -153,6 +152,8 @@ def _user_namespaces(setup: ChildSetup) -> tuple[str, list[str] | str, str]:
 
 
 def _set_rlimits(limits: Limits, dropping: bool) -> None:
+    import resource  # Unix only: imported here, so that the CLI starts where it is missing (`probe`)
+
     caps = {
         resource.RLIMIT_AS: _vm_bytes() + limits.memory_mb * 1024 * 1024,
         resource.RLIMIT_FSIZE: limits.file_mb * 1024 * 1024,

@@ -50,7 +50,8 @@ def fresh_lenet(ctx: Context, seed: int, *, lenet: Question, builder: str) -> tu
     """
     import keras
 
-    from ..comparator import compare_structure, trace
+    from ..comparator import compare_structure, trace, trace_reference
+    from ..references import fresh_reference
 
     try:
         built = ctx.run_with_student(f"{__name__}:build_student_lenet", lenet.module, builder, seed=seed)
@@ -59,7 +60,7 @@ def fresh_lenet(ctx: Context, seed: int, *, lenet: Question, builder: str) -> tu
         model, why = None, f"your {builder}() could not be used: {failure}"
     if isinstance(model, keras.Model):
         try:
-            compare_structure(trace(ctx.reference[builder](), IMAGE_SHAPE), trace(model, IMAGE_SHAPE))
+            compare_structure(trace_reference(ctx, builder, IMAGE_SHAPE), trace(model, IMAGE_SHAPE))
             return model, f"your {builder}()"
         except CheckFailed:
             why = f"your {builder}() does not pass {lenet.id} yet"
@@ -68,7 +69,8 @@ def fresh_lenet(ctx: Context, seed: int, *, lenet: Question, builder: str) -> tu
     elif model is not None:
         why = f"your {builder}() did not return a keras.Model"
     keras.utils.set_random_seed(seed)
-    return ctx.reference[builder](), f"the reference LeNet-5 ({why})"
+    # In a student package the reference LeNet-5 is rebuilt from the layers a release recorded.
+    return fresh_reference(ctx.reference, builder), f"the reference LeNet-5 ({why})"
 
 
 def build_student_lenet(student: StudentSide, module: str, builder: str) -> dict[str, Any]:
