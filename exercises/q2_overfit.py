@@ -7,7 +7,12 @@ validation accuracy.
 
 The grader calls `train_until_overfit` with a fresh LeNet-5 (yours from q1 when it passes
 q1, otherwise the reference's) and the data already prepared: float32 images in [0, 1]
-of shape (N, 28, 28, 1) and integer labels 0-9. On the quick tier (the default, 10,000
+of shape (N, 28, 28, 1) and integer labels 0-9. The model's last layer decides the loss:
+the reference LeNet-5 ends in a softmax (probabilities), so use
+keras.losses.SparseCategoricalCrossentropy(from_logits=False) (what the string
+"sparse_categorical_crossentropy" gives); if your q1 model ends with raw scores (no
+activation), use from_logits=True. Look at model.layers[-1].activation if unsure.
+On the quick tier (the default, 10,000
 training and 5,000 validation images) Adam with its default learning rate 1e-3 and
 batches of 64 reaches the lowest validation loss near epoch 10-17; keep going well past
 it (for instance 30 epochs, or keras.callbacks.EarlyStopping(monitor="val_loss",

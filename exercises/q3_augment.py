@@ -16,6 +16,11 @@ again. Did the network still overfit?
    pass validation_data=(x_val, y_val) unchanged. The simplest way is
    `keras.Sequential([augmentation, model])`, compiled and fitted like in q2.
    Beware: calling a model as `model(x)` without training=False keeps augmentation on.
+   The model you are handed is a fresh LeNet-5 (yours from q1 when it passes q1,
+   otherwise the reference's, which ends in a softmax and outputs probabilities):
+   compile with SparseCategoricalCrossentropy(from_logits=False) (the string
+   "sparse_categorical_crossentropy") for softmax outputs, from_logits=True if your q1
+   model ends with raw scores (no activation on its last layer).
 
 What is graded (`grader check q3`): the transforms above; that the augmentation really
 ran on the training batches and never on the validation data; that the training-

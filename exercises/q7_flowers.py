@@ -26,7 +26,7 @@ flower images of 102 classes, split 50/25/25 into train/validation/test:
    sparse_categorical_crossentropy work well), fit for `epochs` with validation_data=val_ds,
    return `history.history`.
 
-Check your work with `grader check q7` (CPU, seconds, generated images). On a GPU with the
+Check your work with `grader check q7` (CPU, about a minute, generated images). On a GPU with the
 data and ImageNet weights: `grader check q7 --tier full` (test accuracy >= 0.85 within 10
 epochs) and `grader report q7 --tier full` for the report. See the README.
 """

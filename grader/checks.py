@@ -24,7 +24,8 @@ from typing import Any, Protocol
 from . import diagnoses
 from .diagnoses import Diagnosis
 from .options import DEFAULT_WALL_S, GradingOptions, Limits, Transfer
-from .results import CheckResult, QuestionResult, internal_error_message
+from .patching import zero_initialized
+from .results import CheckResult, QuestionResult, internal_error_message, output_tail
 from .text import clean, clean_data
 
 
@@ -405,12 +406,21 @@ class Context:
         return resolve_grader_function(target)(StudentSide(self.submission, self.source), *args, **kwargs)
 
     def reference_call(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        """Call the reference solution's `name` (cached; its prints are discarded)."""
+        """Call the reference solution's `name` (cached; its prints are discarded; models get zero weights).
+
+        The reference is a `grader.references` object (the solutions' code, or a release's
+        recorded data, which raises `ReferenceUnavailable` for what it does not hold) or, in
+        tests, a plain mapping of names.
+        """
         key = ("reference", name, _call_key(args, kwargs))
         store = self._cache if self.shared is None else self.shared
         if key not in store:
-            with contextlib.redirect_stdout(io.StringIO()):
-                store[key] = (self.reference[name](*args, **kwargs), (args, kwargs))
+            call = getattr(self.reference, "call_reference", None)
+            # A cached reference model is traced, counted or handed to the student's code, never trained
+            # (`references.fresh_reference` builds those): random draws for its weights would be wasted.
+            with contextlib.redirect_stdout(io.StringIO()), zero_initialized():
+                value = call(name, args, kwargs) if call is not None else self.reference[name](*args, **kwargs)
+            store[key] = (value, (args, kwargs))
         return store[key][0]
 
     def cached(self, key: Any, compute: Callable[[], Any]) -> Any:
@@ -445,20 +455,19 @@ def run_checks(question: Question, context: Context, *, include_hidden: bool = T
     for check in question.checks:
         if check.hidden and not include_hidden:
             continue
-        diagnosis = None
+        diagnosis, output = None, ""
+        context.last_stdout = ""  # what this check's calls print (a cached call brings its output again)
         try:
             passed, message = True, check.run(context)
         except CheckFailed as failure:
             passed, message = False, str(failure)
             diagnosis = failure.diagnosis or diagnoses.check_diagnosis(question.id, check.name)
+            output = output_tail(failure.stdout or context.last_stdout)
         except Exception as error:  # noqa: BLE001 - a grader bug must not cost the student the other checks
             passed, message, diagnosis = False, internal_error_message(error), diagnoses.GRADER_ERROR.id
         points = float(check.points) if passed else 0.0
-        results.append(
-            CheckResult(
-                check.name, passed, points, float(check.points), clean(message), clean(diagnosis or "", 80) or None
-            )
-        )
+        diagnosis = clean(diagnosis or "", 80) or None
+        results.append(CheckResult(check.name, passed, points, float(check.points), clean(message), diagnosis, output))
     return QuestionResult(question.id, question.title, results, clean_data(dict(context.meta)))
 
 

@@ -25,6 +25,7 @@ ENVIRONMENT = {
     "data": "CNN_GRADER_FLOWERS",
     "weights": "CNN_GRADER_WEIGHTS",
     "epochs": "CNN_GRADER_EPOCHS",
+    "time_limit": "CNN_GRADER_TIME_LIMIT",
 }
 WORKER_THREADS = "CNN_GRADER_WORKER_THREADS"  # TensorFlow threads of each `grader batch` worker (default 1)
 
@@ -39,7 +40,7 @@ def worker_threads(environ: Mapping[str, str] | None = None) -> int:
 class GradingOptions:
     """What one grading run was asked to do (every field has a default that grades a student's laptop run)."""
 
-    tier: str = "quick"  # training questions: quick (CPU subset) or full (official split / real data, GPU)
+    tier: str = "quick"  # training questions: quick (CPU subset) or full (all 60,000 training images split 50,000/10,000, or the real data; GPU)
     plots: Path | None = Path("plots")  # folder for the training questions' PNGs; None: no PNGs
     time_limit: float | None = None  # seconds student training may run (default: the tier's)
     train_size: int | None = None  # smaller data for fast tests of failure modes (thresholds assume a real tier)
@@ -74,6 +75,13 @@ class GradingOptions:
         if "plots" in given and given["plots"] in (None, False, ""):
             values["plots"] = None
         return cls(**values)
+
+    def environment(self) -> dict[str, str]:
+        """These options as the `CNN_GRADER_*` variables `from_env` reads (for a process that grades on our behalf,
+        e.g. nbgrader's autograde); fields that are None are not set."""
+        return {
+            variable: str(getattr(self, key)) for key, variable in ENVIRONMENT.items() if getattr(self, key) is not None
+        }
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

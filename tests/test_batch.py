@@ -17,11 +17,12 @@ import pytest
 from conftest import REPO, grade_source
 
 from grader.batch import NBGRADER_COLUMNS, discover, run_batch
+from grader.batch.hand_grades import HandGradesError, read_hand_grades
 from grader.options import GradingOptions, Limits
 from grader.paths import exercises_dir, solutions_dir
 
 QUESTIONS = ["q1", "q5", "q6"]  # the structural questions without AlexNet builds by the student (CI time)
-FULL = {"q1": 10.0, "q5": 10.0, "q6": 5.0}
+FULL = {"q1": 10.0, "q5": 10.0, "q6": 3.0}  # q6: 3 automatic points, 5 more by hand
 LIMITS = Limits(wall_s=40, memory_mb=2048, processes=96)
 
 BAD_LENET = (solutions_dir() / "q1_lenet.py").read_text().replace('padding="same", ', "")
@@ -128,7 +129,7 @@ def graded_class(tmp_path_factory):
         "q5": FULL["q5"],
         "q6": grade_source(root / "wrong-q6", "q6", PERCENT_Q6).score,
     }
-    assert wrong["q1"] < 10 and wrong["q6"] < 5
+    assert wrong["q1"] < 10 and wrong["q6"] < FULL["q6"]
     linear = grade_source(root / "linear-q1", "q1", LINEAR_MODEL).score  # what the monkeypatching student really earns
     assert 0 < linear < 10
     expected["s47-monkeypatch"]["q1"] = linear
@@ -184,19 +185,20 @@ def test_hostile_submissions_fail_with_their_own_messages(graded_class):
 def test_csv_has_nbgraders_export_columns_and_one_per_question(graded_class):
     with open(graded_class["out"] / "grades.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert list(rows[0]) == [*NBGRADER_COLUMNS, *QUESTIONS]
+    assert list(rows[0]) == [*NBGRADER_COLUMNS, *QUESTIONS, "q6 by hand"]
     assert len(rows) == 50
     by_id = {row["student_id"]: row for row in rows}
     for student, scores in graded_class["expected"].items():
         row = by_id[student]
         assert float(row["score"]) == float(row["raw_score"]) == sum(scores.values())
-        assert float(row["max_score"]) == 25.0 and row["late_submission_penalty"] == "0" and row["assignment"] == "cnn"
+        assert float(row["max_score"]) == 23.0 and row["late_submission_penalty"] == "0" and row["assignment"] == "cnn"
+        assert row["q6 by hand"] == "pending hand grading"  # out of score and max_score until imported
         assert {q: float(row[q]) for q in QUESTIONS} == scores
 
 
 def test_summary_ranks_the_checks_most_students_fail(graded_class):
     summary = json.loads((graded_class["out"] / "summary.json").read_text())
-    assert summary["students"] == 50 and summary["max_score"] == 25
+    assert summary["students"] == 50 and summary["max_score"] == 23
     assert sum(h["students"] for h in summary["histogram"]) == 50
     rates = summary["checks"]
     assert rates == sorted(rates, key=lambda r: (r["pass_rate"], r["question"], r["check"]))
@@ -227,6 +229,94 @@ def test_rerun_grades_nothing_and_regrade_grades_one(graded_class):
     )
     assert again.graded == ["s30-wrong"]
     assert scores_in_store(graded_class["out"]) == graded_class["expected"]
+    one = run_batch(
+        graded_class["subs"],
+        out_dir=graded_class["out"],
+        questions=QUESTIONS,
+        workers=1,
+        limits=LIMITS,
+        regrade=True,
+        students=["s31-wrong"],
+    )
+    assert one.graded == ["s31-wrong"] and len(one.skipped) == 49  # --regrade --student: that student only
+    with pytest.raises(KeyError, match="ghost"):
+        run_batch(graded_class["subs"], out_dir=graded_class["out"], questions=QUESTIONS, students=["ghost"])
+
+
+def test_hand_grades_are_imported_into_the_totals_and_feedback(graded_class, tmp_path):
+    hand = tmp_path / "hand.csv"
+    hand.write_text("student,question,points\ns00-correct,q6,4\ns30-wrong,q6,2.5\n")
+    report = run_batch(
+        graded_class["subs"],
+        out_dir=graded_class["out"],
+        questions=QUESTIONS,
+        workers=1,
+        limits=LIMITS,
+        hand_grades=read_hand_grades(hand),
+    )
+    assert report.graded == [] and report.pending_hand_grading == "q6 (5 points) for 48 students"
+    with open(graded_class["out"] / "grades.csv", newline="") as handle:
+        rows = {row["student_id"]: row for row in csv.DictReader(handle)}
+    assert rows["s00-correct"]["q6 by hand"] == "4" and float(rows["s00-correct"]["score"]) == 23 + 4
+    assert float(rows["s00-correct"]["max_score"]) == 23 + 5
+    assert rows["s01-correct"]["q6 by hand"] == "pending hand grading" and float(rows["s01-correct"]["max_score"]) == 23
+    feedback = (graded_class["out"] / "feedback" / "s30-wrong.md").read_text()
+    assert "written answer, graded by hand: 2.5/5" in feedback
+    pending = (graded_class["out"] / "feedback" / "s01-correct.md").read_text()
+    assert "pending hand grading (5 points, not in the total)" in pending
+    run_batch(graded_class["subs"], out_dir=graded_class["out"], questions=QUESTIONS, workers=1, limits=LIMITS)
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("student,points\nalice,4\n", "needs the columns"),
+        ("student,question,points\nalice,q1,4\n", "q1 has no answer graded by hand"),
+        ("student,question,points\nalice,q9,4\n", "unknown question 'q9'"),
+        ("student,question,points\nalice,q6,6\n", "outside 0-5"),
+        ("student,question,points\nalice,q6,-1\n", "outside 0-5"),
+        ("student,question,points\nalice,q6,nan\n", "outside 0-5"),
+        ("student,question,points\nalice,q6,four\n", "line 2: points 'four' is not a number"),
+        ("student,question,points\nalice,q6,4\nalice,q6,3\n", "line 3: alice already has a hand grade"),
+        ("student,question,points\n,q6,4\n", "no student"),
+    ],
+)
+def test_hand_grades_are_validated(tmp_path, text, error):
+    path = tmp_path / "hand.csv"
+    path.write_text(text)
+    with pytest.raises(HandGradesError, match=error):
+        read_hand_grades(path)
+
+
+def test_hand_grades_for_an_unknown_student_are_a_usage_error(tmp_path):
+    subs, hand = tmp_path / "subs", tmp_path / "hand.csv"
+    subs.mkdir()
+    hand.write_text("student,question,points\nghost,q6,4\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "grader", "batch", str(subs), "--out", str(tmp_path / "out"), "-q", "q6",
+         "--hand-grades", str(hand), "--no-progress"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 2 and "hand grades for students without a submission: ghost" in done.stderr
+
+
+def test_old_regrade_spelling_still_works_and_warns(capsys):
+    import click
+
+    from grader.cli.staff import batch_command
+
+    ctx = click.Context(batch_command)
+    assert batch_command.modernise(ctx, ["subs", "--regrade", "alice", "-w", "1"]) == [
+        "subs", "--regrade", "--student", "alice", "-w", "1",
+    ]  # fmt: skip
+    assert "--regrade STUDENT is deprecated" in capsys.readouterr().err
+    assert batch_command.modernise(ctx, ["--regrade", "alice", "subs"])[:3] == ["--regrade", "--student", "alice"]
+    assert capsys.readouterr().err.count("deprecated") == 1
+    assert batch_command.modernise(ctx, ["--regrade", "subs"]) == ["--regrade", "subs"]  # today's switch
+    assert batch_command.modernise(ctx, ["subs", "--out", "x", "--regrade"]) == ["subs", "--out", "x", "--regrade"]
+    assert capsys.readouterr().err == ""
+    assert batch_command.modernise(ctx, ["subs", "--question-timeout=30"]) == ["subs", "--question-time-limit=30"]
+    assert "--question-timeout is deprecated" in capsys.readouterr().err
 
 
 def _children(pid: int) -> list[int]:
@@ -241,7 +331,7 @@ def test_sigkill_half_way_then_resume_loses_and_duplicates_nothing(tmp_path):
     expected = {}
     for i in range(12):
         write_student(subs, f"k{i:02d}", solution_files("q1", "q6") if i % 3 else {"q1_lenet.py": BAD_LENET})
-        expected[f"k{i:02d}"] = {"q1": 10.0, "q6": 5.0} if i % 3 else None
+        expected[f"k{i:02d}"] = {"q1": 10.0, "q6": 3.0} if i % 3 else None
     command = [
         sys.executable,
         "-m",
@@ -300,7 +390,7 @@ def test_sigkill_half_way_then_resume_loses_and_duplicates_nothing(tmp_path):
     scores = {(s, q): score for s, q, score, _ in rows}
     for student, want in expected.items():
         if want:
-            assert scores[(student, "q1")] == 10.0 and scores[(student, "q6")] == 5.0
+            assert scores[(student, "q1")] == 10.0 and scores[(student, "q6")] == 3.0
         else:
             assert 0 < scores[(student, "q1")] < 10 and scores[(student, "q6")] == 0.0
 
@@ -316,8 +406,8 @@ def test_the_same_jobs_run_on_a_dask_local_cluster(tmp_path):
         report = run_batch(subs, out_dir=out, questions=["q1", "q6"], cluster=cluster.scheduler_address, limits=LIMITS)
     assert sorted(report.graded) == ["d0", "d1", "d2"]
     scores = scores_in_store(out)
-    assert scores["d0"] == {"q1": 10.0, "q6": 5.0}
-    assert scores["d1"]["q1"] == 0.0 and scores["d1"]["q6"] == 2.0
+    assert scores["d0"] == {"q1": 10.0, "q6": 3.0}
+    assert scores["d1"]["q1"] == 0.0 and scores["d1"]["q6"] == 0.0  # the answer screen is worth 0
     assert 0 < scores["d2"]["q1"] < 10 and scores["d2"]["q6"] == 0.0
     feedback = (out / "feedback" / "d1.md").read_text()
     assert "crashed (signal SIGSEGV)" in feedback

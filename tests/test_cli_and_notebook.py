@@ -41,6 +41,8 @@ def test_list_shows_every_question_with_points():
     done = run_grader("list")
     assert done.returncode == 0
     assert "q1" in done.stdout and "10 points" in done.stdout and "q6_dropout.py" in done.stdout
+    q6 = next(line for line in done.stdout.splitlines() if line.startswith("q6"))
+    assert "3 points + 5 by hand" in q6  # what nbgrader's notebook and `grader batch` count too
 
 
 def test_check_on_stubs_scores_zero_and_exits_nonzero():
@@ -121,7 +123,47 @@ def test_notebook_check_finds_names_in_the_callers_globals_and_answers_by_positi
 
     namespace = load_module(solutions_dir(), get_question("q6")).namespace
     score = check("q6", namespace["classifier_parameter_fraction"], namespace["ANSWER"])
-    assert score == 4.0  # 5 points minus the hidden check
+    assert score == 2.0  # 3 automatic points minus the hidden check; the written answer is graded by hand
     exec("from grader import check\nresult = check('q6', show=False)", namespace)
-    assert namespace["result"] == 4.0
+    assert namespace["result"] == 2.0
     assert capfd.readouterr().err == ""
+
+
+def _command(path: tuple[str, ...]):
+    import click
+
+    from grader.cli import main
+
+    command: click.Command = main
+    for name in path:
+        assert isinstance(command, click.Group)
+        command = command.commands[name]
+    return command
+
+
+def test_old_option_spellings_are_hidden_aliases_that_warn(capsys):
+    import click
+
+    renamed = [
+        (("nbgrader", "build"), "--timeout", "--question-time-limit"),
+        (("nbgrader", "grade"), "--to", "--csv"),
+        (("batch",), "--question-timeout", "--question-time-limit"),
+        (("export",), "--output", "--csv"),
+    ]
+    for path, old, new in renamed:
+        command = _command(path)
+        ctx = click.Context(command)
+        assert command.modernise(ctx, ["x", old, "7"]) == ["x", new, "7"]
+        assert command.modernise(ctx, [f"{old}=7", "x"]) == [f"{new}=7", "x"]
+        err = capsys.readouterr().err.splitlines()
+        assert err == [f"warning: {old} is deprecated and goes away in the next release; use {new}"] * 2
+        flags = {flag for parameter in command.params for flag in getattr(parameter, "opts", [])}
+        assert old not in flags and new in flags  # hidden: not in --help nor in the CLI reference
+
+
+def test_time_limit_and_tier_mean_the_same_in_every_command_that_trains():
+    for path in (("check",), ("batch",), ("nbgrader", "grade")):
+        command = _command(path)
+        params = {flag: parameter for parameter in command.params for flag in getattr(parameter, "opts", [])}
+        assert "--tier" in params and "--time-limit" in params, path
+        assert "training" in params["--time-limit"].help.lower(), path

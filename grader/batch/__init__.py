@@ -24,6 +24,8 @@ from ..dashboard import write_dashboard
 from ..dashboard.similarity import staged_sources
 from ..options import GradingOptions, Limits
 from ..questions import QUESTIONS, get_question
+from .hand_grades import HandGrades, HandGradesError, unknown_students
+from .hand_grades import pending as hand_pending
 from .jobs import make_job
 from .outputs import NBGRADER_COLUMNS, read_roster, write_csv, write_feedback, write_summary
 from .store import BatchStore
@@ -45,6 +47,7 @@ class BatchReport:
     feedback_dir: Path
     wall_s: float
     interrupted: bool = False
+    pending_hand_grading: str = ""  # e.g. "q6 (5 points) for 12 students": left out of the totals
     results: dict[str, dict[str, QuestionResult]] = dataclasses.field(
         default_factory=dict
     )  # student -> question -> result
@@ -56,7 +59,9 @@ def run_batch(
     out_dir: Path,
     questions: Sequence[str] | None = None,
     workers: int = 2,
-    regrade: Sequence[str] = (),
+    regrade: bool | Sequence[str] = (),
+    students: Sequence[str] = (),
+    hand_grades: HandGrades | None = None,
     cluster: Any = None,
     limits: Limits | None = None,
     options: GradingOptions | None = None,
@@ -68,7 +73,11 @@ def run_batch(
 ) -> BatchReport:
     """Grade every submission under `submissions_dir` that is not graded yet; write CSV, summary and feedback.
 
-    `questions` defaults to every question.
+    `questions` defaults to every question. `regrade` grades again students already graded:
+    True for all (of `students`, when given), or a list of students. `students` restricts the
+    grading to those (the outputs still cover the whole class). `hand_grades` (student ->
+    question -> points, `grader.batch.hand_grades`) adds the written answers graded by hand;
+    those not imported are left out of the totals and marked pending.
     `hide` names more folders the sandboxes must not see (e.g. an nbgrader course's `source/`);
     the submissions and `out_dir` are always hidden. In nbgrader's layout
     (`<student>/<assignment>/`) the folder named `assignment` is graded.
@@ -85,10 +94,17 @@ def run_batch(
         for submission in submissions:
             store.register(submission.student, submission.digest, submission.timestamp)
             store.keep_sources(submission.student, staged_sources(submission.files, staged))  # for the dashboard
-        unknown = set(regrade) - {s.student for s in submissions}
+        everyone = [s.student for s in submissions]
+        chosen = list(students) or everyone
+        again = chosen if regrade is True else [] if regrade is False else list(regrade)
+        unknown = set(again) | set(students)
+        unknown -= set(everyone)
         if unknown:
             raise KeyError(f"no submission for {', '.join(sorted(unknown))} in {submissions_dir}")
-        pending = set(store.pending([s.student for s in submissions], question_ids, regrade))
+        strays = unknown_students(hand_grades, everyone)
+        if strays:  # before any grading: a typo in the TA's file should not cost a class's grading time
+            raise HandGradesError(f"hand grades for students without a submission: {', '.join(strays)}")
+        pending = set(store.pending(chosen, question_ids, again))
         todo = [s for s in submissions if s.student in pending]
         hidden = [str(Path(p).resolve()) for p in (submissions_dir, out_dir, *hide)]
         where = str(cluster) if cluster else None
@@ -132,10 +148,12 @@ def run_batch(
         assignment=assignment,
         duedate=duedate,
         roster=people,
+        hand=hand_grades,
     )
     problems = {s.student: s.problem for s in submissions if s.problem}
     summary_path = write_summary(out_dir, everything, question_ids, problems=problems)
-    feedback_dir = write_feedback(out_dir / "feedback", everything, question_ids)
+    feedback_dir = write_feedback(out_dir / "feedback", everything, question_ids, hand_grades)
+    waiting = hand_pending(list(everything), question_ids, hand_grades)
     write_dashboard(out_dir, question_ids=question_ids, duedate=duedate)  # dashboard.html, from the store
     return BatchReport(
         graded=graded,
@@ -147,4 +165,17 @@ def run_batch(
         wall_s=round(time.monotonic() - started, 1),
         interrupted=interrupted,
         results=everything,
+        pending_hand_grading=_describe_pending(waiting),
+    )
+
+
+def _describe_pending(waiting: dict[str, list[str]]) -> str:
+    """'q6 (5 points) for 12 students' for the answers still to grade by hand ('' when none)."""
+    counts: dict[str, int] = {}
+    for questions in waiting.values():
+        for q in questions:
+            counts[q] = counts.get(q, 0) + 1
+    return "; ".join(
+        f"{q} ({get_question(q).manual_points:g} points) for {n} student{'s' if n > 1 else ''}"
+        for q, n in counts.items()
     )

@@ -12,7 +12,11 @@ from ..checks import QuestionResult
 from ..dashboard import feedback_name
 from ..dashboard.stats import class_figures
 from ..questions import get_question
+from ..structure import STRUCTURE_TRACED
 from ..text import spreadsheet_cell
+from .hand_grades import HandGrades, hand_graded_questions
+
+PENDING = "pending hand grading"  # a hand-graded answer's cell until its grade is imported (--hand-grades)
 
 NBGRADER_COLUMNS = (
     "assignment", "duedate", "timestamp", "student_id", "last_name", "first_name", "email",
@@ -29,10 +33,16 @@ def read_roster(path: Path) -> dict[str, dict[str, str]]:
         return {row["student_id"]: row for row in csv.DictReader(handle) if row.get("student_id")}
 
 
-def total(results: Mapping[str, QuestionResult], question_ids: Sequence[str]) -> tuple[float, float]:
-    """A student's score over `question_ids`, and the most they could get."""
-    score = sum(results[q].score for q in question_ids if q in results)
-    return score, sum(get_question(q).max_score for q in question_ids)
+def total(
+    results: Mapping[str, QuestionResult], question_ids: Sequence[str], hand: Mapping[str, float] | None = None
+) -> tuple[float, float]:
+    """A student's score over `question_ids`, and the most they could get: the automatic points, plus the
+    hand-graded ones imported in `hand` (question -> points); answers still to grade by hand count in neither."""
+    hand = hand or {}
+    manual = hand_graded_questions(question_ids)
+    score = sum(results[q].score for q in question_ids if q in results) + sum(hand.get(q, 0.0) for q in manual)
+    most = sum(get_question(q).max_score for q in question_ids) + sum(p for q, p in manual.items() if q in hand)
+    return score, most
 
 
 def write_csv(
@@ -44,15 +54,20 @@ def write_csv(
     assignment: str,
     duedate: str = "",
     roster: Mapping[str, Mapping[str, str]] | None = None,
+    hand: HandGrades | None = None,
 ) -> Path:
-    """nbgrader's `export` columns, then one column per question (its score)."""
+    """nbgrader's `export` columns, one column per question (its automatic score), then one per hand-graded
+    answer ("<q> by hand": the imported points, or "pending hand grading", left out of the totals)."""
     roster = roster or {}
+    hand = hand or {}
+    manual = hand_graded_questions(question_ids)
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow([*NBGRADER_COLUMNS, *question_ids])
+        writer.writerow([*NBGRADER_COLUMNS, *question_ids, *[f"{q} by hand" for q in manual]])
         for student in sorted(everything):
             results = everything[student]
-            score, most = total(results, question_ids)
+            own = hand.get(student, {})
+            score, most = total(results, question_ids, own)
             person = roster.get(student, {})
             row = [
                 assignment,
@@ -67,6 +82,7 @@ def write_csv(
                 f"{score:g}",
                 f"{most:g}",
                 *[f"{results[q].score:g}" if q in results else "" for q in question_ids],
+                *[f"{own[q]:g}" if q in own else PENDING for q in manual],
             ]
             writer.writerow([spreadsheet_cell(cell) for cell in row])  # names and timestamps come from students
     return path
@@ -119,6 +135,9 @@ def write_summary(
             lines.append(
                 f"  {100 * r['pass_rate']:5.1f}%  {r['passed']:>4}/{r['students']:<4} {r['question']}: {r['check']}"
             )
+    traced = sorted(f"{s} {q}" for s, r in everything.items() for q in r if _traced(r[q]))
+    if traced:
+        lines += ["", f"structure traced in the student's process (subclassed models; see docs): {', '.join(traced)}"]
     if data["problems"]:
         lines += ["", "submissions to look at:"]
         lines += [f"  {student}: {problem}" for student, problem in data["problems"].items()]
@@ -127,11 +146,21 @@ def write_summary(
     return path
 
 
-def write_feedback(folder: Path, everything: ClassResults, question_ids: Sequence[str]) -> Path:
-    """feedback/<student>.md: every check with its message; hidden checks say only passed/failed."""
+def _traced(result: QuestionResult) -> bool:
+    isolation = result.meta.get("isolation")
+    return isinstance(isolation, Mapping) and isolation.get("structure") == STRUCTURE_TRACED
+
+
+def write_feedback(
+    folder: Path, everything: ClassResults, question_ids: Sequence[str], hand: HandGrades | None = None
+) -> Path:
+    """feedback/<student>.md: every check with its message; hidden checks say only passed/failed; the
+    hand-graded answers' points, or that they are still to be graded (not in the total)."""
     folder.mkdir(parents=True, exist_ok=True)
+    manual = hand_graded_questions(question_ids)
     for student, results in everything.items():
-        score, most = total(results, question_ids)
+        own = (hand or {}).get(student, {})
+        score, most = total(results, question_ids, own)
         lines = [f"# Feedback for {student}", "", f"**Total: {score:g} / {most:g}**", ""]
         for q in question_ids:
             question = get_question(q)
@@ -144,6 +173,11 @@ def write_feedback(folder: Path, everything: ClassResults, question_ids: Sequenc
             for check in shown.checks:
                 mark = "PASS" if check.passed else "FAIL"
                 lines.append(f"- {mark} {check.points:g}/{check.max_points:g} {check.name}: {check.message}")
+            if q in manual:
+                graded = (
+                    f"{own[q]:g}/{manual[q]:g}" if q in own else f"{PENDING} ({manual[q]:g} points, not in the total)"
+                )
+                lines.append(f"- written answer, graded by hand: {graded}")
             lines.append("")
         (folder / feedback_name(student)).write_text("\n".join(lines))
     return folder

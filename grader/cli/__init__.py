@@ -12,6 +12,7 @@ from __future__ import annotations
 import click
 
 from ..quiet import silence_frameworks
+from ..release.command import release_command
 from .base import EXIT_FAILED, EXIT_GRADER, EXIT_PASSED, EXIT_USAGE, GraderError, GraderGroup
 from .staff import batch_command, dashboard_command, export_command, nbgrader_group
 from .student import check_command, list_questions, report_command
@@ -34,5 +35,6 @@ for command in (
     batch_command,
     dashboard_command,
     export_command,
+    release_command,
 ):
     main.add_command(command)

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..options import GradingOptions, Limits
-from .base import TIER, GraderError
+from .base import TIER, GraderError, RenamedOptions
 
 
 @click.group("nbgrader")
@@ -16,25 +16,46 @@ def nbgrader_group() -> None:
     """Build the nbgrader course and grade a class (for TAs)."""
 
 
-@nbgrader_group.command("build")
+QUESTION_TIME_LIMIT_HELP = "Wall-clock seconds the student code of one question may run in the sandbox"
+TIME_LIMIT_HELP = "Seconds student training may run per training question (default: the tier's)."
+TIER_HELP = "Questions that train a network: quick = small data for a CPU, full = the real data set for a GPU."
+STUDENT_HELP = "Only this student (repeatable); the others' grades and files are not touched."
+
+
+@nbgrader_group.command("build", cls=RenamedOptions, renamed={"--timeout": "--question-time-limit"})
 @click.argument("course_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("-q", "--question", "questions", multiple=True, help="Only these questions (repeatable; default: all).")
 @click.option("--assignment", default="cnn", show_default=True, help="Assignment (and notebook) name.")
 @click.option("--course-id", default="cnn-grader", show_default=True, help="nbgrader course id.")
-@click.option("--timeout", default=600, show_default=True, help="Seconds a cell may run at autograde.")
-def nbgrader_build(course_dir: Path, questions: tuple[str, ...], assignment: str, course_id: str, timeout: int) -> None:
-    """Write an nbgrader course (config and source notebook) into COURSE_DIR."""
+@click.option(
+    "--question-time-limit",
+    "question_time_limit",
+    metavar="SECONDS",
+    type=click.IntRange(min=1),
+    default=600,
+    show_default=True,
+    help=QUESTION_TIME_LIMIT_HELP + " at autograde, for this assignment (others keep theirs).",
+)
+def nbgrader_build(
+    course_dir: Path, questions: tuple[str, ...], assignment: str, course_id: str, question_time_limit: int
+) -> None:
+    """Write an nbgrader course (config and source notebook) into COURSE_DIR.
+
+    Rebuilding keeps your own settings in nbgrader_config.py and the other assignments'
+    time limits (changes are listed on stderr)."""
     from ..nbgrader.build import build_course
 
     try:
-        path = build_course(course_dir, questions or None, assignment=assignment, course_id=course_id, timeout=timeout)
+        path = build_course(
+            course_dir, questions or None, assignment=assignment, course_id=course_id, timeout=question_time_limit
+        )
     except KeyError as error:
         raise click.BadParameter(error.args[0], param_hint="--question") from None
     click.echo(f"wrote {course_dir / 'nbgrader_config.py'} and {path}")
     click.echo(f"next: cd {course_dir} && nbgrader generate_assignment {assignment}")
 
 
-@nbgrader_group.command("grade")
+@nbgrader_group.command("grade", cls=RenamedOptions, renamed={"--to": "--csv"})
 @click.argument("course_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("assignment")
 @click.option(
@@ -52,13 +73,21 @@ def nbgrader_build(course_dir: Path, questions: tuple[str, ...], assignment: str
 )
 @click.option("--feedback/--no-feedback", default=True, show_default=True, help="Write feedback HTML.")
 @click.option(
-    "--to",
+    "--csv",
     "export_to",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="CSV path (default COURSE_DIR/grades.csv).",
+    help="Grades CSV path (default COURSE_DIR/grades.csv).",
 )
 @click.option(
-    "--regrade", is_flag=True, help="Autograde every submission again (default: only new or resubmitted ones)."
+    "--regrade",
+    is_flag=True,
+    help="Autograde again submissions already graded (default: only new or resubmitted ones); with --student, "
+    "only those students.",
+)
+@click.option("--student", "students", multiple=True, metavar="NAME", help=STUDENT_HELP)
+@click.option("--tier", type=TIER, default="quick", show_default=True, help=TIER_HELP)
+@click.option(
+    "--time-limit", "time_limit", type=click.FloatRange(min=1), default=None, metavar="SECONDS", help=TIME_LIMIT_HELP
 )
 def nbgrader_grade(
     course_dir: Path,
@@ -69,10 +98,24 @@ def nbgrader_grade(
     feedback: bool,
     export_to: Path | None,
     regrade: bool,
+    students: tuple[str, ...],
+    tier: str,
+    time_limit: float | None,
 ) -> None:
     """Autograde ASSIGNMENT in the sandbox, write feedback and grades.csv, print a summary per student and question."""
-    from ..nbgrader.grade import StepFailed, grade_assignment, render_summary, summarise
+    from ..nbgrader.grade import (
+        StepFailed,
+        UnknownStudent,
+        check_student_names,
+        grade_assignment,
+        render_summary,
+        summarise,
+    )
 
+    try:
+        check_student_names(students)
+    except UnknownStudent as error:
+        raise click.BadParameter(str(error), param_hint="--student") from None
     try:
         outcome = grade_assignment(
             course_dir,
@@ -83,10 +126,14 @@ def nbgrader_grade(
             feedback=feedback,
             export_to=export_to,
             regrade=regrade,
+            students=students,
+            options=GradingOptions.from_env(tier=tier, time_limit=time_limit, plots=None),
             echo=click.echo,
         )
     except StepFailed as error:
         raise GraderError(str(error)) from None
+    except UnknownStudent as error:  # a --student without a submission
+        raise click.BadParameter(str(error), param_hint="--student") from None
     render_summary(summarise(course_dir, assignment))
     click.echo(f"grades: {outcome.csv}")
     if outcome.dashboard:
@@ -101,7 +148,12 @@ def nbgrader_grade(
         raise click.ClickException("some test cells were not graded by the sandbox (listed above)")
 
 
-@click.command("batch")
+@click.command(
+    "batch",
+    cls=RenamedOptions,
+    renamed={"--question-timeout": "--question-time-limit"},
+    flag_values={"--regrade": "--student"},
+)
 @click.argument("submissions_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
     "--out",
@@ -121,7 +173,16 @@ def nbgrader_grade(
     help="Grading processes on this machine.",
 )
 @click.option(
-    "--regrade", multiple=True, metavar="STUDENT", help="Grade STUDENT again even if already graded (repeatable)."
+    "--regrade",
+    is_flag=True,
+    help="Grade again submissions already graded (default: only new or changed ones); with --student, only those.",
+)
+@click.option(
+    "--student",
+    "students",
+    multiple=True,
+    metavar="NAME",
+    help="Grade only this student (repeatable); the others' results stay as stored, the outputs list the class.",
 )
 @click.option(
     "--cluster",
@@ -129,10 +190,12 @@ def nbgrader_grade(
     help="Send the jobs to this Dask scheduler (e.g. tcp://gpu-head:8786) instead of local workers.",
 )
 @click.option(
-    "--question-timeout",
+    "--question-time-limit",
+    "question_time_limit",
+    metavar="SECONDS",
     type=click.FloatRange(min=1),
     default=None,
-    help="Wall-clock seconds per question of one submission (default: each question's own limit, 60 s for a "
+    help=QUESTION_TIME_LIMIT_HELP + " (default: each question's own limit, 60 s for a "
     "structural question; training questions get at least their tier's time limit plus 4 minutes).",
 )
 @click.option(
@@ -149,19 +212,15 @@ def nbgrader_grade(
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="CSV with student_id, first_name, last_name, email.",
 )
+@click.option("--tier", type=TIER, default="quick", show_default=True, help=TIER_HELP)
 @click.option(
-    "--tier",
-    type=TIER,
-    default="quick",
-    show_default=True,
-    help="Training questions: quick (CPU subset) or full (official split, for GPU workers).",
+    "--time-limit", "time_limit", type=click.FloatRange(min=1), default=None, metavar="SECONDS", help=TIME_LIMIT_HELP
 )
 @click.option(
-    "--time-limit",
-    "time_limit",
-    type=click.FloatRange(min=1),
-    default=None,
-    help="Seconds student training may run per training question (default: the tier's).",
+    "--hand-grades",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CSV of the hand-graded written answers: student, question, points (checked against each answer's "
+    "points). Without it those points are left out of the totals, marked pending.",
 )
 @click.option("--no-progress", is_flag=True, help="No progress bar (logs, CI).")
 def batch_command(
@@ -169,15 +228,17 @@ def batch_command(
     out_dir: Path,
     questions: tuple[str, ...],
     workers: int,
-    regrade: tuple[str, ...],
+    regrade: bool,
+    students: tuple[str, ...],
     cluster: str | None,
-    question_timeout: float | None,
+    question_time_limit: float | None,
     memory_mb: int,
     assignment: str,
     duedate: str,
     roster: Path | None,
     tier: str,
     time_limit: float | None,
+    hand_grades: Path | None,
     no_progress: bool,
 ) -> None:
     """Grade every submission in SUBMISSIONS_DIR (a folder per student), sandboxed; resumes where it stopped."""
@@ -192,12 +253,17 @@ def batch_command(
     )
 
     from ..batch import run_batch
+    from ..batch.hand_grades import HandGradesError, read_hand_grades
     from ..questions import get_question
 
     try:
         ids = [get_question(q).id for q in questions]
     except KeyError as error:
         raise click.BadParameter(error.args[0], param_hint="--question") from None
+    try:
+        hand = read_hand_grades(hand_grades) if hand_grades else None
+    except HandGradesError as error:
+        raise click.BadParameter(str(error), param_hint="--hand-grades") from None
     console = Console(stderr=True)
     bar = Progress(
         TextColumn("grading"),
@@ -215,7 +281,7 @@ def batch_command(
     def progress(done: int, total: int, student: str) -> None:
         bar.update(task, completed=done, total=total, description=student)
 
-    limits = Limits(wall_s=question_timeout, memory_mb=memory_mb)
+    limits = Limits(wall_s=question_time_limit, memory_mb=memory_mb)
     with bar:
         try:
             report = run_batch(
@@ -224,6 +290,8 @@ def batch_command(
                 questions=ids or None,
                 workers=workers,
                 regrade=regrade,
+                students=students,
+                hand_grades=hand,
                 cluster=cluster,
                 limits=limits,
                 assignment=assignment,
@@ -233,11 +301,18 @@ def batch_command(
                 options=GradingOptions.from_env(tier=tier, time_limit=time_limit),
             )
         except KeyError as error:
-            raise click.BadParameter(error.args[0], param_hint="--regrade") from None
+            raise click.BadParameter(error.args[0], param_hint="--student") from None
+        except HandGradesError as error:
+            raise click.BadParameter(str(error), param_hint="--hand-grades") from None
     click.echo(
         f"graded {len(report.graded)} submission(s) in {report.wall_s:g} s; {len(report.skipped)} already graded "
-        f"(--regrade STUDENT grades one again)"
+        f"(--regrade --student NAME grades one again)"
     )
+    if report.pending_hand_grading:
+        click.echo(
+            f"pending hand grading (left out of the totals): {report.pending_hand_grading}; "
+            "add them with --hand-grades FILE.csv (student,question,points)"
+        )
     if report.interrupted:
         click.echo("interrupted: run the same command again to grade the rest (nothing graded is lost)")
     click.echo(report.summary_path.read_text(), nl=False)
@@ -259,7 +334,7 @@ def dashboard_command(out_dir: Path, duedate: str | None) -> None:
     click.echo(f"dashboard: {write_dashboard(out_dir, duedate=duedate)}")
 
 
-@click.command("export")
+@click.command("export", cls=RenamedOptions, renamed={"--output": "--csv"})
 @click.argument("out_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--to", "lms", type=click.Choice(["canvas", "moodle"]), required=True, help="The LMS to import into.")
 @click.option(
@@ -272,7 +347,10 @@ def dashboard_command(out_dir: Path, duedate: str | None) -> None:
 @click.option("--canvas-id", default="", help="Canvas: the assignment's id (without it Canvas creates an assignment).")
 @click.option("--per-question", is_flag=True, help="A grade column per question besides the total.")
 @click.option(
-    "--output", type=click.Path(dir_okay=False, path_type=Path), help="CSV path (default OUT_DIR/<lms>-grades.csv)."
+    "--csv",
+    "output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="CSV path (default OUT_DIR/<lms>-grades.csv).",
 )
 def export_command(
     out_dir: Path, lms: str, roster: Path, assignment: str, canvas_id: str, per_question: bool, output: Path | None

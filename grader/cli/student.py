@@ -19,7 +19,9 @@ def list_questions() -> None:
     from ..questions import QUESTIONS
 
     for question in QUESTIONS.values():
-        click.echo(f"{question.id:<4} {question.max_score:>5g} points  {question.filename:<16} {question.title}")
+        by_hand = f" + {question.manual_points:g} by hand" if question.manual_points else ""
+        points = f"{question.max_score:g} points{by_hand}"
+        click.echo(f"{question.id:<4} {points:<21} {question.filename:<16} {question.title}")
 
 
 @click.command("check")
@@ -59,7 +61,8 @@ def list_questions() -> None:
     "time_limit",
     type=click.FloatRange(min=1),
     default=None,
-    help="Seconds student training may run per question (default: quick 300, full 1800).",
+    metavar="SECONDS",
+    help="Seconds student training may run per training question (default: quick 300, full 1800).",
 )
 def check_command(
     question: str,
@@ -73,6 +76,7 @@ def check_command(
     in_process: bool = False,
 ) -> None:
     """Grade QUESTION (q1, q2, ... or 'all'); exits 1 when any check fails."""
+    from .. import progress
     from ..grading import grade_folder
     from ..questions import QUESTIONS, get_question
     from ..report import render_json, render_text
@@ -84,15 +88,34 @@ def check_command(
         questions = list(QUESTIONS.values()) if question.lower() == "all" else [get_question(question)]
     except KeyError as error:
         raise click.BadParameter(error.args[0], param_hint="QUESTION") from None
+    if not in_process:  # Keras imported once, for the grader and its sandbox: the zygote is forked from here,
+        # before anything starts TensorFlow's runtime (the training notice asks for the devices): a fork of a
+        # process whose runtime threads hold locks deadlocks in its children. Never after a reference was loaded.
+        from ..grading import references_loaded
+        from ..quiet import import_keras
+        from ..sandbox import zygote
+
+        import_keras()
+        zygote.start(fork=not references_loaded())
     options = GradingOptions.from_env(tier=tier, plots=plots, time_limit=time_limit)
     notices = [q.training.notice(options) for q in questions if q.training is not None]
     for notice in dict.fromkeys(n for n in notices if n):
         click.echo(notice, err=as_json)  # keep stdout pure JSON
     limits = Limits(threads=os.cpu_count() or 1)  # one student on this machine: the sandbox may use every core
-    results = [
-        grade_folder(q, folder, include_hidden=not public, options=options, isolated=not in_process, limits=limits)
-        for q in questions
-    ]
+    # Training shows its epochs live on a terminal (on stderr with --json: stdout stays pure JSON).
+    with progress.showing(progress.for_stream(sys.stderr if as_json else sys.stdout)):
+        results = [
+            grade_folder(
+                q,
+                folder,
+                include_hidden=not public,
+                options=options,
+                isolated=not in_process,
+                limits=limits,
+                unconfined_ok=True,  # the student's own machine: without a sandbox, graded here (the report says so)
+            )
+            for q in questions
+        ]
     if as_json:
         click.echo(render_json(results, as_list=question.lower() == "all"))
     else:

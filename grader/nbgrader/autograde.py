@@ -33,7 +33,7 @@ from typing import Any
 
 from nbformat.notebooknode import NotebookNode, from_dict
 from nbgrader.preprocessors import NbGraderPreprocessor
-from traitlets import Integer, Unicode
+from traitlets import Dict, Integer, Unicode
 
 from ..batch.submissions import MAX_FILE_BYTES, notebook_modules
 from ..checks import Question, QuestionResult, internal_error_message
@@ -224,6 +224,7 @@ class SandboxGrade(NbGraderPreprocessor):
 
     course_dir = Unicode("", help="The course folder, hidden from student code (so is the exchange).").tag(config=True)
     timeout = Integer(600, help="Seconds the student code of one question may run in the sandbox.").tag(config=True)
+    timeouts = Dict({}, help="Seconds per question by assignment (`timeout` for one not listed).").tag(config=True)
     max_bytes = Integer(MAX_FILE_BYTES, help="Largest notebook graded, measured without its outputs.").tag(config=True)
 
     def preprocess(self, nb: NotebookNode, resources: dict[str, Any]) -> tuple[NotebookNode, dict[str, Any]]:
@@ -231,8 +232,10 @@ class SandboxGrade(NbGraderPreprocessor):
         summary: dict[str, Any] = {}
         try:
             summary["notebook_sha256"] = self._collected_digest(info)
-            limits = Limits(wall_s=float(self.timeout))
-            grades = grade_notebook(nb, hide=self._hidden(), limits=limits, max_bytes=self.max_bytes)
+            limits = Limits(wall_s=self._seconds(str(info.get("assignment", ""))))
+            # tier and training time limit: what `grader nbgrader grade --tier/--time-limit` put in the environment
+            options = GradingOptions.from_env()
+            grades = grade_notebook(nb, hide=self._hidden(), limits=limits, options=options, max_bytes=self.max_bytes)
         except Exception as error:  # noqa: BLE001 - fail closed: every test cell 0, the reason listed
             why = internal_error_message(error)
             grades = {index: CellGrade(not_graded=why) for index, _ in autograded_cells(nb)}
@@ -241,6 +244,13 @@ class SandboxGrade(NbGraderPreprocessor):
         for grade_id, why in summary["not_graded"].items():
             self.log.warning("%s %s: not graded by the sandbox (0 points): %s", info.get("student"), grade_id, why)
         return nb, resources
+
+    def _seconds(self, assignment: str) -> float:
+        """The assignment's seconds per question (its entry in `timeouts`, else `timeout`)."""
+        value = self.timeouts.get(assignment, self.timeout)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ValueError(f"SandboxGrade.timeouts[{assignment!r}] is {value!r}: a number of seconds is needed")
+        return float(value)
 
     def _hidden(self) -> list[str]:
         """What student code must not see: the course folder and nbgrader's exchange."""

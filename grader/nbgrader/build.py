@@ -36,10 +36,9 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from ..checks import Question
 from ..paths import exercises_dir, solutions_dir
+from .config import DEFAULT_COURSE_ID, DEFAULT_TIMEOUT, write_config
 
 DEFAULT_ASSIGNMENT = "cnn"
-DEFAULT_COURSE_ID = "cnn-grader"
-DEFAULT_TIMEOUT = 600
 SCHEMA_VERSION = 3
 
 # Harmless start-up lines that TensorFlow/absl/CUDA print on stderr before any Python code
@@ -57,62 +56,6 @@ IGNORE_PATTERN = (
 GENERIC_RUBRIC = """\
 Award up to {points} points for an answer that makes the points of the reference answer
 below in the student's own words; partial credit for partial coverage."""
-
-CONFIG_TEMPLATE = '''\
-"""nbgrader configuration of the cnn-grader course (written by `grader nbgrader build`).
-
-Run the nbgrader commands from this folder. The reference solutions that the test
-cells compare with are NOT part of the course: the grading machine must have the
-cnn-grader package installed with its solutions/ (or $CNN_GRADER_SOLUTIONS set).
-"""
-
-import os
-
-from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
-from nbgrader.preprocessors import (
-    AssignLatePenalties, CheckCellMetadata, ClearHiddenTests, ClearMarkScheme, GetGrades, IgnorePattern, LimitOutput,
-    SaveAutoGrades,
-)
-
-from grader.nbgrader.autograde import SandboxGrade
-from grader.nbgrader.feedback import HideTestTracebacks
-
-c = get_config()  # noqa: F821 - provided by traitlets when it loads this file
-here = os.path.dirname(os.path.abspath(__file__))
-
-c.CourseDirectory.course_id = {course_id!r}
-c.CourseDirectory.root = here
-c.CourseDirectory.db_url = "sqlite:///" + os.path.join(here, "gradebook.db")
-
-# Autograde never runs a student notebook in a kernel (that would run it with your user and
-# files). SandboxGrade takes the place of nbgrader's Execute: it grades each test cell in the
-# grader's sandbox (own uid, no network, this course folder and the exchange out of sight)
-# and writes the report and the score into the cell, as running it would have; the steps
-# after it are nbgrader's own. A test cell the sandbox could not grade scores 0.
-c.Autograde.autograde_preprocessors = [
-    SandboxGrade, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades, AssignLatePenalties,
-    CheckCellMetadata,
-]
-c.SandboxGrade.course_dir = here
-c.SandboxGrade.timeout = {timeout}  # seconds the student code of one question may run (an endless loop scores 0)
-
-# Only `nbgrader validate` still runs a kernel (students check their own notebook with it):
-# never run it on submissions.
-c.Execute.kernel_name = "python3"
-c.Execute.timeout = {timeout}
-c.Execute.interrupt_on_timeout = True
-c.IgnorePattern.enabled = True
-c.IgnorePattern.pattern = {pattern!r}
-
-# A student who deletes a test cell gets it back (and graded) at autograde.
-c.OverwriteCells.add_missing_cells = True
-
-# Feedback shows neither the hidden part of the test cells (in their source or in a
-# traceback's quoted lines) nor the graders' rubrics.
-c.GenerateFeedback.preprocessors = [
-    GetGrades, CSSHTMLHeaderPreprocessor, ClearHiddenTests, ClearMarkScheme, HideTestTracebacks,
-]
-'''
 
 
 def _nbgrader_meta(
@@ -299,15 +242,24 @@ def auto_points(question: Question, by_hand: Sequence[str] = ()) -> float:
     return float(sum(c.points for c in question.checks if c.name not in manual))
 
 
-SETUP_SOURCE = """\
-# Setup (do not edit): silence TensorFlow before anything imports it. nbgrader scores a
-# test cell 0 when anything reaches stderr, and TensorFlow logs on start-up.
+STUDENT_PACKAGE = "cnn-grader"  # what `pip install` gets a student (the TA may hand out its wheel file instead)
+SETUP_SOURCE = f"""\
+# Setup (do not edit): find the grader, and silence TensorFlow before anything imports it.
+# nbgrader scores a test cell 0 when anything reaches stderr, and TensorFlow logs on start-up.
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-from grader.quiet import import_keras
+try:
+    from grader.quiet import import_keras
+except ImportError as error:  # not installed here: say how to get it, without a wall of traceback
+    raise SystemExit(
+        f"The grader is not installed in this notebook's Python ({{error}}). Install it with one command, "
+        "in a new cell (Jupyter, JupyterHub, Colab) or without the % in a terminal:\\n\\n"
+        "    %pip install {STUDENT_PACKAGE}\\n\\n"
+        "(or %pip install the .whl file your TA gave you), then restart the kernel and run this cell again."
+    ) from None
 
 keras = import_keras()
 """
@@ -373,14 +325,6 @@ def make_notebook(questions: Iterable[Question], *, title: str = "Convolutional 
     return notebook
 
 
-def write_config(course_dir: Path, *, course_id: str = DEFAULT_COURSE_ID, timeout: int = DEFAULT_TIMEOUT) -> Path:
-    """Write `nbgrader_config.py` into `course_dir`."""
-    path = Path(course_dir) / "nbgrader_config.py"
-    text = CONFIG_TEMPLATE.format(course_id=course_id, timeout=int(timeout), pattern=IGNORE_PATTERN)
-    path.write_text(text)
-    return path
-
-
 def build_course(
     course_dir: Path,
     questions: Sequence[str] | None = None,
@@ -392,8 +336,10 @@ def build_course(
     """Write the course into `course_dir`; returns the source notebook's path.
 
     `questions` picks question ids (default: every registered question, in order).
-    Rebuilding overwrites the config and the source notebook; the gradebook and
-    submissions are left alone (run `nbgrader generate_assignment --force` afterwards).
+    Rebuilding overwrites the source notebook and merges the config (`grader.nbgrader.config`:
+    other assignments' settings and the TA's own are kept, changes are warned about on
+    stderr); the gradebook and submissions are left alone (run
+    `nbgrader generate_assignment --force` afterwards).
     """
     from ..questions import QUESTIONS, get_question
 
@@ -401,7 +347,7 @@ def build_course(
     course_dir = Path(course_dir)
     source = course_dir / "source" / assignment
     source.mkdir(parents=True, exist_ok=True)
-    write_config(course_dir, course_id=course_id, timeout=timeout)
+    write_config(course_dir, assignment=assignment, course_id=course_id, timeout=timeout, pattern=IGNORE_PATTERN)
     path = source / f"{assignment}.ipynb"
     notebook = make_notebook(chosen)
     nbformat.validate(notebook)

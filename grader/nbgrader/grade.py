@@ -11,9 +11,11 @@ import dataclasses
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from ..options import GradingOptions
 
 # (step, nbgrader arguments); ASSIGNMENT is replaced by the assignment id.
 STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -29,6 +31,10 @@ class StepFailed(RuntimeError):
     """An nbgrader step exited with an error."""
 
 
+class UnknownStudent(ValueError):
+    """A student named on the command line is no student id or has no submission (a usage error)."""
+
+
 def nbgrader_command() -> list[str]:
     """How to run nbgrader with this interpreter (the one that has the grader package)."""
     script = Path(sys.executable).with_name("nbgrader")
@@ -36,10 +42,15 @@ def nbgrader_command() -> list[str]:
 
 
 def run_nbgrader(
-    course_dir: Path, *args: str, echo: Callable[[str], None] | None = None
+    course_dir: Path,
+    *args: str,
+    echo: Callable[[str], None] | None = None,
+    environment: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
-    """Run one nbgrader command in `course_dir` (where its nbgrader_config.py is); raises `StepFailed`."""
-    env = dict(os.environ)
+    """Run one nbgrader command in `course_dir` (where its nbgrader_config.py is); raises `StepFailed`.
+
+    `environment` adds variables (the `CNN_GRADER_*` options that autograde's sandbox reads)."""
+    env = {**os.environ, **(environment or {})}
     # nbgrader runs `alembic` (the gradebook migrations) from PATH: use this environment's.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -66,6 +77,8 @@ def grade_assignment(
     feedback: bool = True,
     export_to: Path | None = None,
     regrade: bool = False,
+    students: Sequence[str] = (),
+    options: GradingOptions | None = None,
     echo: Callable[[str], None] | None = None,
 ) -> GradingOutcome:
     """Run the TA steps for `assignment` in `course_dir`; returns the CSV path, failures and what was not graded.
@@ -74,12 +87,17 @@ def grade_assignment(
     otherwise the submissions must already be in `submitted/<student>/<assignment>/`),
     autograde (in the sandbox), generate_feedback (when `feedback`) and export to CSV.
     nbgrader autogrades only new or resubmitted notebooks unless `regrade` (its `--force`).
+    `students` restricts collect, autograde and feedback to those students (each must have
+    a submission): the others' grades, autograded notebooks and feedback are not touched.
+    `options` (tier, training time limit) reach the sandbox through the environment.
     A failed autograde (a submission nbgrader could not process) does not stop the rest: it
     is returned in the failures; any other failed step raises `StepFailed`.
     """
     course_dir = Path(course_dir).resolve()
     _check_config(course_dir)
+    check_student_names(students)
     csv = Path(export_to).resolve() if export_to else course_dir / "grades.csv"
+    environment = (options or GradingOptions.from_env()).environment()
     failures: list[str] = []
     for step, args in STEPS:
         if (
@@ -91,20 +109,45 @@ def grade_assignment(
         args = tuple(assignment if a == "ASSIGNMENT" else a for a in args)
         if step == "collect" and exchange:
             args += (f"--Exchange.root={exchange}",)
-        if step == "autograde" and regrade:
-            args += ("--force",)
+        if step == "autograde":
+            missing_submissions(course_dir, assignment, students)
+            if regrade:
+                args += ("--force",)
         if step == "export":
             args = ("export", "--to", str(csv))
-        try:
-            run_nbgrader(course_dir, *args, echo=echo)
-        except StepFailed as error:
-            if step != "autograde":
-                raise
-            failures.append(str(error))
-            if echo:
-                echo(str(error)[-4000:])
+        # the release and the CSV are the class's; the other steps run once per chosen student
+        per_student = step in ("collect", "autograde", "generate_feedback") and students
+        commands = [(*args, f"--student={name}") for name in students] if per_student else [args]
+        for command in commands:
+            try:
+                run_nbgrader(course_dir, *command, echo=echo, environment=environment)
+            except StepFailed as error:
+                if step != "autograde":
+                    raise
+                failures.append(str(error))
+                if echo:
+                    echo(str(error)[-4000:])
     dashboard = write_class_dashboard(course_dir, assignment)
     return GradingOutcome(csv, failures, not_graded(course_dir, assignment), dashboard)
+
+
+def check_student_names(students: Sequence[str]) -> None:
+    """Refuse a student name that nbgrader would read as a pattern or a path (`*`, `?`, `[`, `/`)."""
+    for name in students:
+        if not name or name.startswith((".", "-")) or any(ch in name for ch in "*?[]/\\"):
+            raise UnknownStudent(f"'{name}' is not a student id (letters, digits, '-', '_', '.', '@'; no patterns)")
+
+
+def missing_submissions(course_dir: Path, assignment: str, students: Sequence[str]) -> None:
+    """Raise `UnknownStudent` naming the students of `students` without a submission of `assignment`."""
+    submitted = Path(course_dir) / "submitted"
+    missing = [name for name in students if not (submitted / name / assignment).is_dir()]
+    if missing:
+        have = sorted(p.parent.name for p in submitted.glob(f"*/{assignment}"))
+        raise UnknownStudent(
+            f"no submission of {assignment} for {', '.join(missing)} in {submitted} "
+            f"(students with one: {', '.join(have) or 'none'})"
+        )
 
 
 def write_class_dashboard(course_dir: Path, assignment: str) -> Path | None:

@@ -1,8 +1,8 @@
 """Tiers of the training questions: how much data, how long student training may run, and on what.
 
 `quick` (default) is a fixed, seeded 10,000 / 5,000 subset of Fashion-MNIST's training
-images for a laptop or CI CPU; `full` is the official 50,000 / 10,000 split, meant for a
-GPU. Both test on the official 10,000 test images, which student code never sees.
+images for a laptop or CI CPU; `full` is our 50,000 / 10,000 split of the 60,000 official
+training images, meant for a GPU. Both test on the official 10,000 test images, which student code never sees.
 """
 
 from __future__ import annotations
