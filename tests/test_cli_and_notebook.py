@@ -53,17 +53,30 @@ def test_check_on_stubs_scores_zero_and_exits_nonzero():
     assert "score 0/10" in done.stdout
 
 
-def test_check_all_solutions_json_is_pure_json_with_full_marks(tmp_path):
-    done = run_grader("check", "all", "--solutions", "--json", "--plots", str(tmp_path))
-    assert done.returncode == 0, done.stdout
+def test_check_all_json_is_one_pure_json_list_in_question_order(tmp_path):
+    """`check all --json` prints one JSON list and nothing else (CI's first command grades the solutions in full)."""
+    from grader.questions import QUESTIONS
+
+    done = run_grader("check", "all", "--path", str(REPO / "exercises"), "--json", "--plots", str(tmp_path))
+    assert done.returncode == 1, done.stdout
     reports = json.loads(done.stdout)
-    assert [r["question"] for r in reports][:1] == ["q1"]
+    assert [r["question"] for r in reports] == list(QUESTIONS)
     for report in reports:
         assert set(report) >= {"question", "score", "max_score", "checks"}
-        assert report["score"] == report["max_score"] > 0
+        assert report["score"] == 0 < report["max_score"]
         for check in report["checks"]:
-            assert set(check) == {"name", "passed", "points", "max_points", "message", "diagnosis"}
-            assert check["diagnosis"] is None  # passed checks carry no diagnosis
+            assert set(check) >= {"name", "passed", "points", "max_points", "message", "diagnosis"}
+            assert not check["passed"] and check["diagnosis"]  # every failed check carries its diagnosis id
+
+
+def test_check_solutions_json_gives_full_marks_and_no_diagnosis(tmp_path):
+    done = run_grader("check", "q1", "--solutions", "--json", "--plots", str(tmp_path))
+    assert done.returncode == 0, done.stdout
+    report = json.loads(done.stdout)
+    assert report["question"] == "q1" and report["score"] == report["max_score"] > 0
+    for check in report["checks"]:
+        assert set(check) == {"name", "passed", "points", "max_points", "message", "diagnosis"}
+        assert check["passed"] and check["diagnosis"] is None  # passed checks carry no diagnosis
 
 
 def test_valid_padding_in_c1_is_named_from_the_command_line(tmp_path):
