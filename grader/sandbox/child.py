@@ -35,11 +35,12 @@ from .. import progress
 from ..checks import CheckFailed, StudentCodeError, StudentSide, describe_call, explain_failure, resolve_grader_function
 from ..diagnoses import NOT_REBUILDABLE
 from ..options import Transfer
+from ..patching import zero_initialized
 from ..submission import load_file, not_found_message
 from .codec import Codec, first_line
 from .confinement import confine, die_with_parent, limit_threads, process_namespaces
 from .protocol import ChildSetup, Op, send
-from .traced import keep, zero_weights
+from .traced import keep
 
 Reply = dict[str, Any]
 
@@ -252,7 +253,7 @@ class _Server:
         args, kwargs = incoming.decode_arguments(request.get("args", []), request.get("kwargs", []))
         call = describe_call(name, args, kwargs)
         try:
-            with zero_weights(transfer is Transfer.ARCHITECTURE):
+            with zero_initialized(transfer is Transfer.ARCHITECTURE):  # weights that never leave the child
                 outcome = self._student().call(name, *args, **kwargs)
         except StudentCodeError as error:
             return {"raised": str(error), "stdout": error.stdout, "diagnosis": error.diagnosis}

@@ -10,7 +10,6 @@ which messages quote), or builds it again, traces it with `grader.tracing.trace`
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -51,7 +50,7 @@ def describe_model(
 
     call = describe_call(builder, (), kwargs)
     model = _KEPT.get(_call_key(builder, (), kwargs))
-    with zero_weights(True):
+    with zero_initialized():  # only the architecture leaves: random draws would be wasted
         if model is None:
             model = student.call(builder, **kwargs).value
         if not isinstance(model, keras.Model):
@@ -72,12 +71,3 @@ def describe_model(
         ],
         "total": int(model.count_params()),
     }
-
-
-def zero_weights(active: bool) -> contextlib.AbstractContextManager[None]:
-    """While a call whose weights never leave the child runs, Keras's random initializers give zeros.
-
-    Structural checks look only at architectures, so random draws for AlexNet's 61M
-    weights (~1 s per build) are wasted. Not used when weights matter.
-    """
-    return zero_initialized(active)
