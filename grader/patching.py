@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -82,3 +83,46 @@ def _zeros_when_asked(original: Any) -> Any:
         return original(self, shape, dtype, **kwargs)
 
     return call
+
+
+# In what Keras raises when code in `unallocated_weights` needs an allocated variable.
+STATELESS_REFUSAL = "stateless scope"
+# Variables smaller than this are allocated as usual (a random layer's seed state, a counter,
+# LeNet's weights): only big weights are worth not allocating, and code may write small ones.
+UNALLOCATED_MIN_SIZE = 1 << 16
+
+
+@contextlib.contextmanager
+def unallocated_weights() -> Iterator[None]:
+    """Big weights of models built in the block take no memory: they read as zeros, computed on each read.
+
+    For models whose weights are never used (architectures that are traced, counted or
+    serialised: AlexNet's 61M weights cost ~0.1-0.2 s to allocate per build). Variables of
+    at least `UNALLOCATED_MIN_SIZE` elements stay unallocated and cannot be assigned to, so
+    such a model must never be trained; smaller ones are allocated when the block ends,
+    with their own initializers. Keras defers a variable created in a `StatelessScope` and
+    lists it for a later `initialize_all_variables` (which the next symbolic call runs);
+    the block takes its variables off that list.
+    """
+    import keras
+    from keras.src.backend.common import global_state
+    from keras.src.backend.common.stateless_scope import in_stateless_scope
+
+    key = "uninitialized_variables"
+    before = list(global_state.get_global_attribute(key) or [])
+    try:
+        with keras.StatelessScope(initialize_variables=False):
+            yield
+    finally:
+        kept = {id(variable) for variable in before}
+        created = [v for v in global_state.get_global_attribute(key) or [] if id(v) not in kept]
+        global_state.set_global_attribute(key, before)
+        nested = in_stateless_scope()
+        zeros = keras.initializers.Zeros()
+        for variable in created:
+            if math.prod(variable.shape) >= UNALLOCATED_MIN_SIZE:
+                variable._initializer = zeros  # reads give zeros, whatever initializer the layer asked for
+            elif nested:
+                before.append(variable)  # the enclosing block allocates it
+            else:
+                variable._deferred_initialize()

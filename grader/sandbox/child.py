@@ -35,7 +35,7 @@ from .. import progress
 from ..checks import CheckFailed, StudentCodeError, StudentSide, describe_call, explain_failure, resolve_grader_function
 from ..diagnoses import NOT_REBUILDABLE
 from ..options import Transfer
-from ..patching import zero_initialized
+from ..patching import STATELESS_REFUSAL, unallocated_weights, zero_initialized
 from ..submission import load_file, not_found_message
 from .codec import Codec, first_line
 from .confinement import confine, die_with_parent, limit_threads, process_namespaces
@@ -243,6 +243,24 @@ class _Server:
             return {"missing": True}
         return {"ok": Codec(self.folder).encode(self.namespace[name])}
 
+    def _call_student(self, name: str, args: Any, kwargs: Any, *, architecture: bool) -> Any:
+        """The student's call; when only its models' architecture leaves the child, they get no weight memory.
+
+        Code that Keras refuses to run without allocated weights (it creates a variable from
+        a value, or initialises one explicitly) is run again the ordinary way.
+        """
+        student = self._student()
+        if not architecture:
+            return student.call(name, *args, **kwargs)
+        with zero_initialized():  # weights that never leave the child: no random draws
+            try:
+                with unallocated_weights():
+                    return student.call(name, *args, **kwargs)
+            except StudentCodeError as error:
+                if STATELESS_REFUSAL not in str(error):
+                    raise
+            return student.call(name, *args, **kwargs)
+
     def call(self, request: Mapping[str, Any]) -> Reply:
         """The student's function `name`, models crossing as the request's `transfer` says."""
         name = str(request.get("name"))
@@ -253,8 +271,7 @@ class _Server:
         args, kwargs = incoming.decode_arguments(request.get("args", []), request.get("kwargs", []))
         call = describe_call(name, args, kwargs)
         try:
-            with zero_initialized(transfer is Transfer.ARCHITECTURE):  # weights that never leave the child
-                outcome = self._student().call(name, *args, **kwargs)
+            outcome = self._call_student(name, args, kwargs, architecture=transfer is Transfer.ARCHITECTURE)
         except StudentCodeError as error:
             return {"raised": str(error), "stdout": error.stdout, "diagnosis": error.diagnosis}
         keep(name, args, kwargs, outcome.value)  # a model the grader cannot rebuild is traced here next

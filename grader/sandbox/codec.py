@@ -29,6 +29,7 @@ import numpy as np
 
 from ..checks import StudentCodeError
 from ..diagnoses import NOT_REBUILDABLE
+from ..patching import unallocated_weights
 
 MAX_DEPTH = 50  # deeper nesting is sent as an opaque value
 MAX_DECODE_DEPTH = MAX_DEPTH + 10  # deeper nesting from the child is refused
@@ -78,16 +79,24 @@ class Codec:
     `weights`: models are encoded with their weights (`.keras`), else as architecture
     only. `compiled`: models are decoded with their compile settings (in the child: the
     grader's models, e.g. a compiled one handed to a student's function; the grader only
-    predicts with the student's models).
+    predicts with the student's models). `unallocated`: architectures are rebuilt without
+    weight memory (`patching.unallocated_weights`: in the grader, which only traces them).
     """
 
     def __init__(
-        self, folder: Path, *, weights: bool = False, max_file_bytes: int = 1 << 30, compiled: bool = False
+        self,
+        folder: Path,
+        *,
+        weights: bool = False,
+        max_file_bytes: int = 1 << 30,
+        compiled: bool = False,
+        unallocated: bool = False,
     ) -> None:
         self.folder = Path(folder)
         self.weights = weights
         self.max_file_bytes = max_file_bytes
         self.compiled = compiled
+        self.unallocated = unallocated
 
     # -- encoding
 
@@ -234,7 +243,7 @@ class Codec:
         try:
             if data["t"] == "keras":
                 return keras.saving.load_model(path, safe_mode=True, compile=self.compiled)
-            return _rebuild(keras, path.read_text())
+            return _rebuild(keras, path.read_text(), unallocated=self.unallocated)
         except Exception as error:  # noqa: BLE001 - whatever Keras raises, the model could not be rebuilt
             raise StudentCodeError(
                 unloadable_model_message(kind, error, weights=data["t"] == "keras"), diagnosis=NOT_REBUILDABLE.id
@@ -317,13 +326,26 @@ _REBUILT: collections.OrderedDict[str, Any] = collections.OrderedDict()
 REBUILT_MAX_PARAMS = 200_000_000  # ~800 MB of float32 weights
 
 
-def _rebuild(keras: Any, text: str) -> Any:
-    """The model of configuration `text`, with zero weights (the same object for the same configuration)."""
-    digest = hashlib.sha256(text.encode()).hexdigest()
+def _rebuild(keras: Any, text: str, *, unallocated: bool = False) -> Any:
+    """The model of configuration `text`, with zero weights (the same object for the same configuration).
+
+    `unallocated`: its weights take no memory (they read as zeros); where Keras refuses to
+    defer a variable, the model is rebuilt with allocated zeros.
+    """
+    digest = hashlib.sha256(f"{unallocated}:{text}".encode()).hexdigest()
     if digest in _REBUILT:
         _REBUILT.move_to_end(digest)
         return _REBUILT[digest]
-    model = keras.saving.deserialize_keras_object(_zero_initializers(json.loads(text)), safe_mode=True)
+    config = json.loads(text)
+    model = None
+    if unallocated:
+        try:
+            with unallocated_weights():
+                model = keras.saving.deserialize_keras_object(_zero_initializers(config), safe_mode=True)
+        except Exception:  # noqa: BLE001 - e.g. a layer that creates a variable from a value: rebuilt allocated
+            model = None
+    if model is None:
+        model = keras.saving.deserialize_keras_object(_zero_initializers(config), safe_mode=True)
     _remember(digest, model)
     return model
 

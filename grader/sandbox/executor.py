@@ -114,7 +114,7 @@ class IsolatedExecutor:
         reply = self._request({"op": Op.VALUE, "name": name}, f"reading `{name}`")
         if reply.get("missing"):
             raise KeyError(name)
-        return Codec(self._folder()).decode(reply.get("ok"))
+        return Codec(self._folder(), unallocated=True).decode(reply.get("ok"))
 
     def call(
         self,
@@ -198,7 +198,7 @@ class IsolatedExecutor:
         return self._private
 
     def _decoder(self) -> Codec:
-        return Codec(self._folder(), max_file_bytes=self.limits.file_mb * 1024 * 1024)
+        return Codec(self._folder(), max_file_bytes=self.limits.file_mb * 1024 * 1024, unallocated=True)
 
     def _stdout(self, reply: Mapping[str, Any]) -> str:
         stdout = reply.get("stdout", "")
