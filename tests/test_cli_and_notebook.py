@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import REPO
 
 GRADER = [sys.executable, "-m", "grader"]
@@ -51,6 +52,22 @@ def test_check_on_stubs_scores_zero_and_exits_nonzero():
     assert done.stdout.count("FAIL") == 5
     assert "not implemented yet" in done.stdout
     assert "score 0/10" in done.stdout
+
+
+@pytest.mark.parametrize("command", [("check", "q1"), ("list",)])
+def test_check_ends_without_the_interpreters_teardown(command):
+    """`grader check` skips the teardown (about a second with TensorFlow) after its report; other commands do not."""
+    program = (
+        "import atexit, sys\nimport grader.cli\n"
+        "atexit.register(lambda: print('TEARDOWN RAN'))\n"
+        f"sys.argv = ['grader', *{command!r}]\ngrader.cli.run()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], cwd=REPO, capture_output=True, text=True, timeout=600)
+    if command[0] == "check":
+        assert done.returncode == 1 and done.stdout.rstrip().endswith("score 0/10"), done.stdout + done.stderr
+        assert "TEARDOWN RAN" not in done.stdout
+    else:
+        assert done.returncode == 0 and "TEARDOWN RAN" in done.stdout
 
 
 def test_check_all_json_is_one_pure_json_list_in_question_order(tmp_path):

@@ -14,6 +14,22 @@ from ..paths import exercises_dir
 EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_GRADER = 0, 1, 2, 3
 TIER = click.Choice(TIER_NAMES)  # the --tier of every command that trains
 
+_QUICK_EXIT = {"asked": False}
+
+
+def exit_quickly_when_done() -> None:
+    """Ask `grader.cli.run` to end this process without the interpreter's teardown once the command returns.
+
+    Only for a command that cleans up after itself (closes its files and sandboxes; the
+    zygote dies with its parent): with TensorFlow loaded the teardown takes about a second
+    after the report is out, a second the student waits for the prompt.
+    """
+    _QUICK_EXIT["asked"] = True
+
+
+def quick_exit_asked() -> bool:
+    return _QUICK_EXIT["asked"]
+
 
 class GraderError(click.ClickException):
     """The grader could not do its job (exit code 3); the message says why and what to do."""

@@ -10,7 +10,7 @@ import click
 
 from ..options import GradingOptions, Limits
 from ..paths import solutions_dir
-from .base import EXIT_FAILED, EXIT_PASSED, TIER, GraderError, default_folder
+from .base import EXIT_FAILED, EXIT_PASSED, TIER, GraderError, default_folder, exit_quickly_when_done
 
 
 @click.command("list")
@@ -120,6 +120,7 @@ def check_command(
         click.echo(render_json(results, as_list=question.lower() == "all"))
     else:
         render_text(results)
+    exit_quickly_when_done()  # the sandboxes are closed; the zygote dies with this process
     sys.exit(EXIT_PASSED if all(r.passed for r in results) else EXIT_FAILED)
 
 
