@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,9 @@ def course_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for folder in ("grader", "exercises", "solutions"):
         shutil.copytree(REPO / folder, root / folder, ignore=ignore)
+    for name in ("pyproject.toml", "README.md", "LICENSE", "datasets/fashion-mnist.sha256"):  # the student package's
+        (root / name).parent.mkdir(exist_ok=True)
+        shutil.copy2(REPO / name, root / name)
     (root / "grader" / "questions" / "q8_conv_size.py").write_text(QUESTION_MODULE)
     (root / "exercises" / "q8_conv_size.py").write_text(STUB)
     (root / "solutions" / "q8_conv_size.py").write_text(REFERENCE)
@@ -158,6 +162,14 @@ def test_nbgrader_build_and_batch_include_the_new_question(course_copy: Path, tm
     course = tmp_path / "course"
     done = run(course_copy, "-m", "grader", "nbgrader", "build", str(course), "-q", "q1", "-q", "q8")
     assert done.returncode == 0, done.stderr
+    # the student package built beside the notebook grades q8's public checks from data, never the hidden ones
+    (wheel,) = (course / "source" / "cnn").glob("cnn_grader-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        released = json.loads(archive.read("grader/data/reference.json"))
+    used = {label for entry in released["calls"].values() for label in entry["checks"]}
+    assert "q8: conv_output_size on the course's layers" in used
+    assert not [label for label in used if label.startswith("q8: conv_output_size on other layers")]
+    assert len([key for key in released["calls"] if "conv_output_size" in key]) == 3  # the public cases only
     notebook = json.loads((course / "source" / "cnn" / "cnn.ipynb").read_text())
     ids = [cell["metadata"].get("nbgrader", {}).get("grade_id") for cell in notebook["cells"]]
     assert {"q8_task", "q8_solution", "q8_test"} <= set(ids)

@@ -234,7 +234,9 @@ def _config(course: Path):
 def test_rebuilding_merges_the_config_and_keeps_the_tas_settings(tmp_path: Path) -> None:
     """A rebuild rewrites only the grader's block: other assignments' time limits and the TA's lines stay."""
     runner = CliRunner()
-    built = runner.invoke(main, ["nbgrader", "build", str(tmp_path), "-q", "q5", "--question-time-limit", "45"])
+    built = runner.invoke(
+        main, ["nbgrader", "build", str(tmp_path), "-q", "q5", "--question-time-limit", "45", "--no-student-package"]
+    )
     assert built.exit_code == 0 and built.stderr == ""
     path = tmp_path / "nbgrader_config.py"
     path.write_text(
@@ -250,9 +252,12 @@ def test_rebuilding_merges_the_config_and_keeps_the_tas_settings(tmp_path: Path)
         "training",
         "--question-time-limit",
         "1800",
+        "--no-student-package",
     ]
     assert runner.invoke(main, training).exit_code == 0
-    again = runner.invoke(main, ["nbgrader", "build", str(tmp_path), "-q", "q5", "--question-time-limit", "60"])
+    again = runner.invoke(
+        main, ["nbgrader", "build", str(tmp_path), "-q", "q5", "--question-time-limit", "60", "--no-student-package"]
+    )
     assert again.exit_code == 0
     assert (
         "cnn's seconds per question change from 45 to 60" in again.stderr and "other assignments keep" in again.stderr
@@ -275,7 +280,7 @@ def test_a_config_without_the_grader_block_is_kept_and_its_settings_carried_over
         "import mylms\nc.ZipCollectApp.collector_plugin = mylms.Plugin\n"
     )
     (tmp_path / "nbgrader_config.py").write_text(old)
-    done = CliRunner().invoke(main, ["nbgrader", "build", str(tmp_path), "-q", "q5"])
+    done = CliRunner().invoke(main, ["nbgrader", "build", str(tmp_path), "-q", "q5", "--no-student-package"])
     assert done.exit_code == 0
     assert "not written by this grader version" in done.stderr and "1 of your settings carried over" in done.stderr
     assert "c.ZipCollectApp.collector_plugin = mylms.Plugin" in done.stderr  # not carried: it needs `mylms`
@@ -287,7 +292,9 @@ def test_a_config_without_the_grader_block_is_kept_and_its_settings_carried_over
 
 
 def test_deprecated_spellings_work_and_warn_once(tmp_path: Path) -> None:
-    done = CliRunner().invoke(main, ["nbgrader", "build", str(tmp_path), "-q", "q5", "--timeout", "45"])
+    done = CliRunner().invoke(
+        main, ["nbgrader", "build", str(tmp_path), "-q", "q5", "--timeout", "45", "--no-student-package"]
+    )
     assert done.exit_code == 0
     assert done.stderr.splitlines() == [
         "warning: --timeout is deprecated and goes away in the next release; use --question-time-limit"
@@ -661,6 +668,7 @@ def graded_course(tmp_path_factory) -> dict:
             *sum((["-q", q] for q in TEST_QUESTIONS), []),
             "--question-time-limit",
             str(TIMEOUT),
+            "--no-student-package",
         ],
     )
     assert built.exit_code == 0, built.output

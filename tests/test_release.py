@@ -9,6 +9,7 @@ there.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -28,6 +29,8 @@ from grader.release.package import wheel_files
 from grader.release.record import record, uses_by_check
 
 STRUCTURAL = ("q1", "q4", "q5", "q6")  # the questions graded both ways here (the others train)
+NOTEBOOK_QUESTIONS = STRUCTURAL  # the runbook's first assignment
+ASSIGNMENT = "cnn"
 SOLUTION = {q: (solutions_dir() / get_question(q).filename).read_text() for q in STRUCTURAL}
 
 
@@ -172,13 +175,58 @@ def _run(command: list[str], cwd: Path, **env: str) -> subprocess.CompletedProce
     return subprocess.run(command, cwd=cwd, env=environ, capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.slow
-def test_student_package_grades_without_the_checkout(tmp_path):
-    out = tmp_path / "release"
-    built = _run([sys.executable, "-m", "grader", "release", str(out)], REPO)
-    assert built.returncode == 0, built.stdout + built.stderr
-    (wheel,) = out.glob("*.whl")
+@dataclasses.dataclass
+class StudentMachine:
+    """What a student has: a fresh virtualenv with only the wheel the TA's course hands out, and a folder."""
 
+    python: Path
+    grader: Path
+    released: Path  # the assignment as nbgrader hands it out: the notebook and the wheel
+    source: Path  # the TA's source notebook (where the test takes the solutions a good student writes)
+    student: Path  # the student's folder: `grader init` wrote the stubs into exercises/
+
+    def run(self, *command: str, **env: str) -> subprocess.CompletedProcess:
+        return _run(list(command), self.student, **env)
+
+
+@pytest.fixture(scope="module")
+def student_machine(tmp_path_factory) -> StudentMachine:
+    """The course built as the TA runbook builds it, and a student machine that never saw the checkout."""
+    from grader.nbgrader.grade import run_nbgrader
+
+    root = tmp_path_factory.mktemp("student-machine")
+    course = root / "course"
+    questions = sum((["-q", q] for q in NOTEBOOK_QUESTIONS), [])
+    built = _run([sys.executable, "-m", "grader", "nbgrader", "build", str(course), *questions], REPO)
+    assert built.returncode == 0 and "student package" in built.stdout, built.stdout + built.stderr
+    run_nbgrader(course, "generate_assignment", ASSIGNMENT)
+    released = course / "release" / ASSIGNMENT
+    (wheel,) = released.glob("cnn_grader-*.whl")
+
+    python = _fresh_venv(root / "venv")
+    installed = _run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", str(wheel)], root
+    )
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    student = root / "student"
+    student.mkdir()
+    machine = StudentMachine(
+        python, root / "venv" / "bin" / "grader", released, course / "source" / ASSIGNMENT, student
+    )
+    started = machine.run(str(machine.grader), "init")
+    assert started.returncode == 0, started.stdout + started.stderr
+    stubs = {p.name: p.read_text() for p in exercises_dir().glob("*.py")}
+    assert {p.name: p.read_text() for p in (student / "exercises").glob("*.py")} == stubs
+    where = machine.run(
+        str(python), "-c", "import grader, grader.paths as p; print(grader.__file__, p.solutions_available())"
+    )
+    assert str(root / "venv") in where.stdout and "False" in where.stdout, where.stdout + where.stderr
+    return machine
+
+
+@pytest.mark.slow
+def test_the_wheel_holds_no_solution_and_no_hidden_data(student_machine):
+    (wheel,) = student_machine.released.glob("cnn_grader-*.whl")
     names = wheel_files(wheel)
     assert "grader/data/reference.json" in names and "grader/data/exercises/q1_lenet.py" in names
     assert not [n for n in names if n.startswith("solutions/") or "/solutions/" in n]
@@ -189,24 +237,12 @@ def test_student_package_grades_without_the_checkout(tmp_path):
     hidden = {f"{q.id}: {c.name}" for q in QUESTIONS.values() for c in q.checks if c.hidden}
     assert uses_by_check(data) and not set(uses_by_check(data)) & hidden
 
-    python = _fresh_venv(tmp_path / "venv")
-    installed = _run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", str(wheel)],
-        tmp_path,
-    )
-    assert installed.returncode == 0, installed.stdout + installed.stderr
-    grader = tmp_path / "venv" / "bin" / "grader"
 
-    student = tmp_path / "student"
-    shutil.copytree(out / "exercises", student / "exercises")
-    where = _run(
-        [str(python), "-c", "import grader, grader.paths as p; print(grader.__file__, p.solutions_available())"],
-        student,
-    )
-    assert str(tmp_path / "venv") in where.stdout and "False" in where.stdout, where.stdout + where.stderr
-
+@pytest.mark.slow
+def test_a_wrong_lenet_gets_the_checkouts_report(student_machine):
+    student = student_machine.student
     (student / "exercises" / "q1_lenet.py").write_text(WRONG["q1-valid-padding"][1])
-    here = _run([str(grader), "check", "q1", "--public"], student)
+    here = student_machine.run(str(student_machine.grader), "check", "q1", "--public")
     checkout = _run(
         [sys.executable, "-m", "grader", "check", "q1", "--public", "--path", str(student / "exercises")], REPO
     )
@@ -217,21 +253,54 @@ def test_student_package_grades_without_the_checkout(tmp_path):
     assert [line for line in here.stdout.splitlines() if line != note] == checkout.stdout.splitlines()
     assert "FAIL" in checkout.stdout and "expected 28x28x6" in checkout.stdout
 
-    for question in STRUCTURAL:
-        (student / "exercises" / get_question(question).filename).write_text(SOLUTION[question])
-    passed = _run(
-        [
-            str(python),
-            "-c",
-            "from grader.grading import grade_folder\nfrom grader.questions import get_question\n"
-            f"for q in {STRUCTURAL!r}:\n"
-            "    r = grade_folder(get_question(q), 'exercises', isolated=True)\n"
-            "    print(q, r.score, r.max_score, r.meta.get('hidden_checks', ''), [c.message for c in r.checks if not c.passed])\n",
-        ],
-        student,
+
+@pytest.mark.slow
+def test_check_all_passes_every_public_check_on_the_references(student_machine):
+    """`grader check all` on the reference code, training questions included (quick tier)."""
+    for question in QUESTIONS.values():
+        shutil.copyfile(solutions_dir() / question.filename, student_machine.student / "exercises" / question.filename)
+    done = student_machine.run(str(student_machine.grader), "check", "all", "--json")
+    results = json.loads(done.stdout)
+    assert [r["question"] for r in results] == list(QUESTIONS), done.stderr[-3000:]
+    failing = {r["question"]: [c["message"] for c in r["checks"] if not c["passed"]] for r in results}
+    assert not any(failing.values()), failing
+    assert done.returncode == 0
+    for result in results:
+        public = [c for c in get_question(result["question"]).checks if not c.hidden]
+        assert [c["name"] for c in result["checks"]] == [c.name for c in public]
+
+
+@pytest.mark.slow
+def test_the_released_notebook_runs_its_test_cells(student_machine):
+    """The notebook nbgrader hands out, answered with the reference code, run by the student's Python."""
+    import nbformat
+    from test_nbgrader import _reference_submission
+
+    released = nbformat.read(student_machine.released / f"{ASSIGNMENT}.ipynb", as_version=4)
+    source = nbformat.read(student_machine.source / f"{ASSIGNMENT}.ipynb", as_version=4)
+    answered = _reference_submission(released, source)
+    answered.cells.append(nbformat.v4.new_code_cell("import grader\nprint('GRADER FROM', grader.__file__)"))
+    path = student_machine.student / f"{ASSIGNMENT}.ipynb"
+    nbformat.write(answered, path)
+    program = (
+        "import sys, nbformat\nfrom nbclient import NotebookClient\n"
+        "notebook = nbformat.read(sys.argv[1], as_version=4)\n"
+        "NotebookClient(notebook, timeout=600, kernel_name='python3', resources={'metadata': {'path': '.'}}).execute()\n"
+        "nbformat.write(notebook, sys.argv[1])\n"
     )
-    assert passed.returncode == 0, passed.stdout + passed.stderr
-    for line in passed.stdout.strip().splitlines():
-        question, score, max_score, *_ = line.split(" ", 3)
-        assert line.endswith("[]"), line  # every public check passes
-        assert float(score) > 0
+    done = student_machine.run(str(student_machine.python), "-c", program, str(path))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    executed = nbformat.read(path, as_version=4)
+    printed = "".join(o.get("text", "") for o in executed.cells[-1].outputs)
+    assert str(student_machine.python.parent.parent) in printed, printed  # the kernel ran the student's Python
+    scores = {}
+    for cell in executed.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("grade") and cell.cell_type == "code":
+            assert not [o for o in cell.outputs if o.get("name") == "stderr" or o.output_type == "error"], cell.outputs
+            (value,) = [o for o in cell.outputs if o.output_type == "execute_result"]
+            scores[meta["grade_id"]] = float(value["data"]["text/plain"])
+            question = get_question(meta["grade_id"].removesuffix("_test"))
+            hidden = sum(c.points for c in question.checks if c.hidden)  # they run only when the TA grades
+            assert scores[meta["grade_id"]] == pytest.approx(meta["points"] - hidden), cell.outputs
+    assert sorted(scores) == sorted(f"{q}_test" for q in NOTEBOOK_QUESTIONS)

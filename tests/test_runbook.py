@@ -11,6 +11,7 @@ checked to exist; the re-grade must leave the other students' files untouched.
 from __future__ import annotations
 
 import csv
+import os
 import re
 import shlex
 import shutil
@@ -115,7 +116,7 @@ def _walk(steps: Runbook, root: Path, course: Path, tmp_path_factory: pytest.Tem
     steps.quoted("./install.sh && source .venv/bin/activate")
 
     # 2. build the course (fewer questions here), and the training questions as a second assignment
-    only = ["-q", QUESTION, "--question-time-limit", "60"]
+    only = ["-q", QUESTION, "--question-time-limit", "60", "--no-student-package"]
     built = steps.grader("grader nbgrader build course -q q1 -q q4 -q q5 -q q6", cwd=root)
     assert built.exit_code == 0, built.output
     built = CliRunner().invoke(main, ["nbgrader", "build", str(course), *only])  # the same, on this test's questions
@@ -144,6 +145,8 @@ def _walk(steps: Runbook, root: Path, course: Path, tmp_path_factory: pytest.Tem
     steps.nbgrader(f"nbgrader generate_assignment {ASSIGNMENT}")
     release = course / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
     assert release.is_file()
+    # step 2's build put the student package beside the source notebook: it is handed out with the notebook
+    assert [p.name for p in release.parent.glob("cnn_grader-*.whl")], sorted(os.listdir(release.parent))
 
     # 5. hand it out through the exchange
     steps.nbgrader(f"nbgrader release_assignment {ASSIGNMENT}")

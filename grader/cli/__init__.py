@@ -18,7 +18,7 @@ from ..quiet import silence_frameworks
 from ..release.command import release_command
 from .base import EXIT_FAILED, EXIT_GRADER, EXIT_PASSED, EXIT_USAGE, GraderError, GraderGroup, quick_exit_asked
 from .staff import batch_command, dashboard_command, export_command, nbgrader_group
-from .student import check_command, list_questions, report_command
+from .student import check_command, init_command, list_questions, report_command
 
 __all__ = ["EXIT_FAILED", "EXIT_GRADER", "EXIT_PASSED", "EXIT_USAGE", "GraderError", "main", "run"]
 
@@ -31,6 +31,7 @@ def main() -> None:
 
 
 for command in (
+    init_command,
     list_questions,
     check_command,
     report_command,

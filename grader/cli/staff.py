@@ -36,10 +36,22 @@ STUDENT_HELP = "Only this student (repeatable); the others' grades and files are
     show_default=True,
     help=QUESTION_TIME_LIMIT_HELP + " at autograde, for this assignment (others keep theirs).",
 )
+@click.option(
+    "--student-package/--no-student-package",
+    default=True,
+    show_default=True,
+    help="Also build the student package (the grader's wheel, no solutions) beside the source notebook, "
+    "so generate_assignment hands it out with the notebook (as `grader release`; about 20 seconds).",
+)
 def nbgrader_build(
-    course_dir: Path, questions: tuple[str, ...], assignment: str, course_id: str, question_time_limit: int
+    course_dir: Path,
+    questions: tuple[str, ...],
+    assignment: str,
+    course_id: str,
+    question_time_limit: int,
+    student_package: bool,
 ) -> None:
-    """Write an nbgrader course (config and source notebook) into COURSE_DIR.
+    """Write an nbgrader course (config and source notebook) into COURSE_DIR, and the student package.
 
     Rebuilding keeps your own settings in nbgrader_config.py and the other assignments'
     time limits (changes are listed on stderr)."""
@@ -52,6 +64,15 @@ def nbgrader_build(
     except KeyError as error:
         raise click.BadParameter(error.args[0], param_hint="--question") from None
     click.echo(f"wrote {course_dir / 'nbgrader_config.py'} and {path}")
+    if student_package:
+        from ..release.build import release
+        from ..release.package import ReleaseError
+
+        try:
+            released = release(path.parent, wheel_only=True)
+        except ReleaseError as error:
+            raise GraderError(str(error)) from None
+        click.echo(f"wrote the student package {released.wheel} (students install it; no solutions in it)")
     click.echo(f"next: cd {course_dir} && nbgrader generate_assignment {assignment}")
 
 

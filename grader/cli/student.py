@@ -1,4 +1,4 @@
-"""The student's commands: `grader list`, `grader check`, `grader report`."""
+"""The student's commands: `grader init`, `grader list`, `grader check`, `grader report`."""
 
 from __future__ import annotations
 
@@ -9,8 +9,33 @@ from pathlib import Path
 import click
 
 from ..options import GradingOptions, Limits
-from ..paths import solutions_dir
+from ..paths import exercises_dir, solutions_dir
 from .base import EXIT_FAILED, EXIT_PASSED, TIER, GraderError, default_folder, exit_quickly_when_done
+
+
+@click.command("init")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path), default=".")
+def init_command(folder: Path) -> None:
+    """Write the exercise stubs into FOLDER/exercises (default: here); files you already have are kept."""
+    import shutil
+
+    target = folder / "exercises"
+    target.mkdir(parents=True, exist_ok=True)
+    written, kept = [], []
+    for stub in sorted(exercises_dir().glob("*.py")):
+        destination = target / stub.name
+        if destination.exists():
+            kept.append(stub.name)
+        else:
+            shutil.copyfile(stub, destination)
+            written.append(stub.name)
+    click.echo(f"{target}: wrote {', '.join(written) or 'nothing'}")
+    if kept:
+        click.echo(f"kept your own {', '.join(kept)} (delete a file first to get its stub back)")
+    from ..questions import QUESTIONS
+
+    first = next(iter(QUESTIONS.values()))
+    click.echo(f"next: edit {target / first.filename}, then run `grader check {first.id}` in {folder}")
 
 
 @click.command("list")

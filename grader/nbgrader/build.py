@@ -258,7 +258,8 @@ except ImportError as error:  # not installed here: say how to get it, without a
         f"The grader is not installed in this notebook's Python ({{error}}). Install it with one command, "
         "in a new cell (Jupyter, JupyterHub, Colab) or without the % in a terminal:\\n\\n"
         "    %pip install {STUDENT_PACKAGE}\\n\\n"
-        "(or %pip install the .whl file your TA gave you), then restart the kernel and run this cell again."
+        "(or %pip install the cnn_grader .whl file that came with this notebook), then restart the kernel and "
+        "run this cell again."
     ) from None
 
 keras = import_keras()

@@ -17,8 +17,8 @@ class Released:
     """What `release` wrote, and what it left out."""
 
     wheel: Path
-    data: Path
-    exercises: Path
+    data: Path | None  # None: only the wheel was written
+    exercises: Path | None
     notebook: Path | None
     hidden_only: int  # reference results that only hidden checks used (not released)
     problems: list[str]  # reference results the public checks used that could not be written as data
@@ -32,13 +32,21 @@ def record_data() -> Recording:
     return record(QUESTIONS.values(), solutions_dir(), exercises_dir(), solution_namespace)
 
 
-def release(out: Path, *, notebook: Path | None = None) -> Released:
-    """Write the student package into `out`: the wheel, the stubs, the released data and the notebook if given."""
+def release(out: Path, *, notebook: Path | None = None, wheel_only: bool = False) -> Released:
+    """Write the student package into `out`: the wheel, the stubs, the released data and the notebook if given.
+
+    `wheel_only`: just the wheel (it holds the stubs and the data too), e.g. beside an
+    nbgrader assignment's notebook.
+    """
     recording = record_data()
     data = recording.released()
     out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("cnn_grader-*.whl"):  # one wheel: the one that matches this release's data
+        old.unlink()
     wheel = build_wheel(data, out)
     verify_wheel(wheel, solutions_dir())
+    if wheel_only:
+        return Released(wheel, None, None, None, len(recording.hidden_only()), recording.problems)
     data_file = out / REFERENCE_DATA  # beside the wheel, for staff to read what students can read
     data_file.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     exercises = out / "exercises"

@@ -25,6 +25,11 @@ class ReleaseError(RuntimeError):
 def build_wheel(data: dict[str, Any], out: Path) -> Path:
     """Write the wheel of the student package into `out` and return its path."""
     data_dir = Path("grader") / PACKAGE_DATA.name
+    missing = [name for name in (*PROJECT_FILES, *SHIPPED) if not (REPO_ROOT / name).is_file()]
+    if missing:
+        raise ReleaseError(
+            f"the student package is built from a checkout of cnn-grader; {REPO_ROOT} has no {', '.join(missing)}"
+        )
     with tempfile.TemporaryDirectory(prefix="cnn-grader-release-") as scratch:
         staging = Path(scratch) / "package"
         staging.mkdir()
