@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from . import diagnoses
 from .diagnoses import Diagnosis
 from .options import DEFAULT_WALL_S, GradingOptions, Limits, Transfer
-from .patching import unallocated_weights, zero_initialized
+from .patching import built_unallocated, zero_initialized
 from .results import CheckResult, QuestionResult, internal_error_message, output_tail
 from .text import clean, clean_data
 
@@ -418,8 +418,10 @@ class Context:
             call = getattr(self.reference, "call_reference", None)
             # A cached reference model is traced, counted or handed to the student's code, never trained
             # (`references.fresh_reference` builds those): random draws for its weights would be wasted.
-            with contextlib.redirect_stdout(io.StringIO()), zero_initialized(), unallocated_weights():
-                value = call(name, args, kwargs) if call is not None else self.reference[name](*args, **kwargs)
+            with contextlib.redirect_stdout(io.StringIO()), zero_initialized():
+                value = built_unallocated(
+                    lambda: call(name, args, kwargs) if call is not None else self.reference[name](*args, **kwargs)
+                )
             store[key] = (value, (args, kwargs))
         return store[key][0]
 

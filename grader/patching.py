@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 _ABSENT = object()
+_T = TypeVar("_T")
 
 
 @contextlib.contextmanager
@@ -126,3 +127,18 @@ def unallocated_weights() -> Iterator[None]:
                 before.append(variable)  # the enclosing block allocates it
             else:
                 variable._deferred_initialize()
+
+
+def built_unallocated(build: Callable[[], _T]) -> _T:
+    """`build()` inside `unallocated_weights`, or again the ordinary way where Keras refuses it there.
+
+    Keras refuses, e.g., a variable made from a value (`model.compile()` makes one), and
+    says so naming the stateless scope; anything else `build` raises is raised.
+    """
+    try:
+        with unallocated_weights():
+            return build()
+    except Exception as error:
+        if STATELESS_REFUSAL not in str(error):
+            raise
+    return build()

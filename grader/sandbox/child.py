@@ -35,7 +35,7 @@ from .. import progress
 from ..checks import CheckFailed, StudentCodeError, StudentSide, describe_call, explain_failure, resolve_grader_function
 from ..diagnoses import NOT_REBUILDABLE
 from ..options import Transfer
-from ..patching import STATELESS_REFUSAL, unallocated_weights, zero_initialized
+from ..patching import built_unallocated, zero_initialized
 from ..submission import load_file, not_found_message
 from .codec import Codec, first_line
 from .confinement import confine, die_with_parent, limit_threads, process_namespaces
@@ -253,13 +253,7 @@ class _Server:
         if not architecture:
             return student.call(name, *args, **kwargs)
         with zero_initialized():  # weights that never leave the child: no random draws
-            try:
-                with unallocated_weights():
-                    return student.call(name, *args, **kwargs)
-            except StudentCodeError as error:
-                if STATELESS_REFUSAL not in str(error):
-                    raise
-            return student.call(name, *args, **kwargs)
+            return built_unallocated(lambda: student.call(name, *args, **kwargs))
 
     def call(self, request: Mapping[str, Any]) -> Reply:
         """The student's function `name`, models crossing as the request's `transfer` says."""

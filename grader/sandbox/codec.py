@@ -29,7 +29,7 @@ import numpy as np
 
 from ..checks import StudentCodeError
 from ..diagnoses import NOT_REBUILDABLE
-from ..patching import unallocated_weights
+from ..patching import built_unallocated
 
 MAX_DEPTH = 50  # deeper nesting is sent as an opaque value
 MAX_DECODE_DEPTH = MAX_DEPTH + 10  # deeper nesting from the child is refused
@@ -337,15 +337,11 @@ def _rebuild(keras: Any, text: str, *, unallocated: bool = False) -> Any:
         _REBUILT.move_to_end(digest)
         return _REBUILT[digest]
     config = json.loads(text)
-    model = None
-    if unallocated:
-        try:
-            with unallocated_weights():
-                model = keras.saving.deserialize_keras_object(_zero_initializers(config), safe_mode=True)
-        except Exception:  # noqa: BLE001 - e.g. a layer that creates a variable from a value: rebuilt allocated
-            model = None
-    if model is None:
-        model = keras.saving.deserialize_keras_object(_zero_initializers(config), safe_mode=True)
+
+    def build() -> Any:
+        return keras.saving.deserialize_keras_object(_zero_initializers(config), safe_mode=True)
+
+    model = built_unallocated(build) if unallocated else build()
     _remember(digest, model)
     return model
 
