@@ -125,6 +125,16 @@ def test_known_wrong_alexnet_totals_are_explained():
     assert "conv4 as 256->384" in totals[61_935_976]
 
 
+def test_a_count_hard_coded_to_alexnets_total_passes_alexnet_only():
+    """Returning the reference AlexNet's total for any model passes the public check, never the hidden one."""
+    result = q5(count_parameters=lambda model: 61_100_840)
+    problems = failed(result)
+    assert "count_parameters on AlexNet" not in problems
+    assert "returned 61,100,840" in problems["count_parameters on other models"]
+    (check,) = [c for c in result.checks if c.name == "count_parameters on other models"]
+    assert check.diagnosis == "count-hard-coded"
+
+
 def test_trainable_only_count_gets_the_batch_norm_message():
     def count_parameters(model):
         return sum(int(keras.ops.size(w)) for w in model.trainable_weights)
