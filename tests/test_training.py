@@ -919,16 +919,15 @@ import keras
 def train_until_overfit(model, x_train, y_train, x_val, y_val):
     model.compile(optimizer={optimizer}, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                   steps_per_execution=16)
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=6)
-    return model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=30, batch_size=64, callbacks=[stop],
-                     verbose=0).history
+    return model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=30, batch_size=64, verbose=0).history
 """
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("optimizer", ["keras.optimizers.SGD(0.02, momentum=0.9)", "keras.optimizers.RMSprop(1e-3)"])
+@pytest.mark.parametrize("optimizer", ["keras.optimizers.SGD(0.01, momentum=0.9)", "keras.optimizers.RMSprop(1e-3)"])
 def test_honest_optimizers_pass_the_quick_tier(optimizer):
-    # Adam is the reference (above). Margins are printed: `pytest -s` shows how close each run came.
+    # Adam with EarlyStopping is the reference (above); these train the stub's other suggestion, a fixed 30 epochs.
+    # Margins are printed: `pytest -s` shows how close each run came.
     namespace: dict = {}
     exec(compile(HONEST_OPTIMIZER.format(optimizer=optimizer), "q2_overfit.py", "exec"), namespace)
     result = grade_namespace(get_question("q2"), namespace, options=GradingOptions(tier="quick", plots=None))

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 from ..checks import Check, CheckFailed, Context, Question, Training
 from ..training import (
     Bound,
@@ -42,6 +44,10 @@ from .q1_lenet import QUESTION as LENET
 
 FUNCTION = "train_until_overfit"
 SEED = 0
+# Where a run ends is read as the median of its last END_EPOCHS epochs (after the best one): one
+# epoch's dip or spike (Adam's validation loss wanders by a few percent from epoch to epoch,
+# SGD with momentum jumps) neither makes nor breaks the verdict.
+END_EPOCHS = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,21 +61,27 @@ class OverfitThresholds:
     test_accuracy: Bound  # on the official 10,000 test images
 
 
-# `measured`: the reference (Adam 1e-3, batch 64, EarlyStopping on val_loss with patience 10;
-# it stopped after epoch 26, lowest validation loss in epoch 16) graded by `grader check q2
-# --solutions`, TensorFlow 2.21 / Keras 3.15 on a 2-core CPU, quick tier. Every run starts from
-# secret random weights with permuted class ids, so the figures vary a little from run to run
-# (seed-0 weights and the original ids gave a rise of 0.294, a gap of 0.062, test 0.846).
-# Every figure is the grader's own: `train_loss_ratio` is the loss on 2,000 training images in
-# inference mode, which falls less after the best epoch than fit's running training loss (0.61).
-# Plain SGD at a fixed learning rate ends near 0.84-0.86 test accuracy: 0.82 leaves it room.
+# `measured`: the reference (Adam 1e-3, batch 64, EarlyStopping on val_loss with patience 15,
+# at most 30 epochs) graded as `grader check q2 --solutions` grades it, TensorFlow 2.21 / Keras
+# 3.15 on a 2-core CPU, quick tier: the median of 6 runs. Every run starts from secret random
+# weights with permuted class ids, so the figures vary from run to run: lowest validation loss
+# in epoch 11-15, 26-30 epochs, rise 0.16-0.36, training-loss ratio 0.64-0.81, gap 0.062-0.079,
+# test 0.846-0.865. With patience 10 the rise was 0.05-0.22 (and 0.018 once, on CI): ten epochs
+# past the minimum are not always clear overfitting. Every figure is the grader's own; the two
+# losses at the end are medians of the last END_EPOCHS epochs. `train_loss_ratio` is the loss on
+# 2,000 training images in inference mode, which falls less after the best epoch than fit's
+# running training loss. Honest runs of a fixed 30 epochs with SGD (0.01, momentum 0.9) and
+# RMSprop (1e-3) measured rise 0.21-0.61, ratio 0.53-0.75, gap 0.060-0.092, test 0.842-0.866
+# (3 + 2 runs); SGD at 0.02 with momentum jumps so much that its training loss often stops
+# falling after the minimum (3 of 5 runs), which the rule then rightly calls unclear. Plain SGD
+# at a fixed learning rate ends near 0.84-0.86 test accuracy: 0.82 leaves it room.
 THRESHOLDS: dict[str, OverfitThresholds] = {
     "quick": OverfitThresholds(
-        epochs_after_best=Bound(3, measured=10),
-        val_loss_rise=Bound(0.05, measured=0.189),
-        train_loss_ratio=Bound(0.95, measured=0.861, at_least=False),
-        accuracy_gap=Bound(0.03, measured=0.056),
-        test_accuracy=Bound(0.82, measured=0.845),
+        epochs_after_best=Bound(3, measured=15),
+        val_loss_rise=Bound(0.05, measured=0.271),
+        train_loss_ratio=Bound(0.95, measured=0.662, at_least=False),
+        accuracy_gap=Bound(0.03, measured=0.072),
+        test_accuracy=Bound(0.82, measured=0.851),
     ),
     # The full tier's thresholds are set from the issue (the reference must reach 0.89 on a
     # GPU); `bench/bench_training.py --tier full` measures the reference there.
@@ -125,17 +137,21 @@ def history_is_real(ctx: Context) -> str:
 def overfitting_figures(history: dict[str, list[float]]) -> dict[str, float]:
     """Epochs after the best one, the validation loss's rise, and the training loss's fall after it.
 
-    `history` is the grader's own measurement of every epoch (`run.curve.as_history()`).
+    `history` is the grader's own measurement of every epoch (`run.curve.as_history()`). Both
+    losses at the end are the median of the last `END_EPOCHS` epochs after the best one.
     """
     best = best_epoch(history)
     epochs = len(history["loss"])
-    lowest = history["val_loss"][best - 1]
+    tail = max(1, min(END_EPOCHS, epochs - best))
+    lowest, train_at_best = history["val_loss"][best - 1], history["loss"][best - 1]
+    val_end = float(np.median(history["val_loss"][-tail:]))
+    train_end = float(np.median(history["loss"][-tail:]))
     return {
         "epochs": epochs,
         "best_epoch": best,
         "epochs_after_best": epochs - best,
-        "val_loss_rise": history["val_loss"][-1] / lowest - 1 if lowest > 0 else 0.0,
-        "train_loss_ratio": history["loss"][-1] / history["loss"][best - 1] if history["loss"][best - 1] > 0 else 1.0,
+        "val_loss_rise": val_end / lowest - 1 if lowest > 0 else 0.0,
+        "train_loss_ratio": train_end / train_at_best if train_at_best > 0 else 1.0,
     }
 
 
@@ -148,28 +164,7 @@ def overfitting_is_evident(ctx: Context) -> str:
     limits = thresholds_for(ctx)
     figures = overfitting_figures(run.curve.as_history())
     ctx.meta.update({k: round(v, 4) for k, v in figures.items()})
-    best, epochs = figures["best_epoch"], figures["epochs"]
-    if not limits.epochs_after_best.holds(figures["epochs_after_best"]):
-        where = "in the last epoch" if best == epochs else f"in epoch {best} of {epochs}"
-        raise CheckFailed(
-            f"The validation loss (measured by the grader) is lowest {where}: training stopped before overfitting "
-            "showed. Keep training "
-            f"at least {limits.epochs_after_best.value:g} epochs past the lowest validation loss (the reference's "
-            f"minimum comes near epoch 10-17 on the quick tier; e.g. 30 epochs, or EarlyStopping with patience=10)."
-        )
-    if not limits.val_loss_rise.holds(figures["val_loss_rise"]):
-        raise CheckFailed(
-            f"The validation loss ends only {figures['val_loss_rise']:.1%} above its minimum (epoch {best}); clear "
-            f"overfitting needs at least {limits.val_loss_rise.value:.0%} (the reference: "
-            f"{limits.val_loss_rise.measured or 0:.0%}). Train longer past the minimum, without regularisation."
-        )
-    if not limits.train_loss_ratio.holds(figures["train_loss_ratio"]):
-        raise CheckFailed(
-            f"The loss on training images (measured by the grader) did not keep falling after epoch {best} "
-            f"(it ends at {figures['train_loss_ratio']:.0%} "
-            f"of its value there, expected at most {limits.train_loss_ratio.value:.0%}): the validation loss rose "
-            "for another reason. Lower the learning rate (Adam's default 1e-3) so training converges."
-        )
+    require_overfitting(figures, limits)
     gap = generalization(ctx).gap
     if not limits.accuracy_gap.holds(gap):
         raise CheckFailed(
@@ -178,9 +173,37 @@ def overfitting_is_evident(ctx: Context) -> str:
             f"(the reference: {limits.accuracy_gap.measured or 0:.3f})."
         )
     return (
-        f"validation loss lowest in epoch {best} of {epochs}, then up {figures['val_loss_rise']:.0%} while the "
-        f"training loss fell to {figures['train_loss_ratio']:.0%}; accuracy gap {gap:.3f} (all measured by the grader)"
+        f"validation loss lowest in epoch {figures['best_epoch']} of {figures['epochs']}, then up "
+        f"{figures['val_loss_rise']:.0%} while the training loss fell to {figures['train_loss_ratio']:.0%} (medians of "
+        f"the last {END_EPOCHS} epochs); accuracy gap {gap:.3f} (all measured by the grader)"
     )
+
+
+def require_overfitting(figures: dict[str, float], limits: OverfitThresholds) -> None:
+    """Raise CheckFailed naming the first sign of overfitting that `figures` (`overfitting_figures`) lack."""
+    best, epochs = figures["best_epoch"], figures["epochs"]
+    if not limits.epochs_after_best.holds(figures["epochs_after_best"]):
+        where = "in the last epoch" if best == epochs else f"in epoch {best} of {epochs}"
+        raise CheckFailed(
+            f"The validation loss (measured by the grader) is lowest {where}: training stopped before overfitting "
+            "showed. Keep training "
+            f"at least {limits.epochs_after_best.value:g} epochs past the lowest validation loss (the reference's "
+            f"minimum comes near epoch 10-17 on the quick tier; e.g. 30 epochs, or EarlyStopping with patience=15)."
+        )
+    if not limits.val_loss_rise.holds(figures["val_loss_rise"]):
+        raise CheckFailed(
+            f"Over the last {END_EPOCHS} epochs the validation loss sits only {figures['val_loss_rise']:.1%} above its "
+            f"minimum (epoch {best}; the median of those epochs, measured by the grader); clear overfitting needs at "
+            f"least {limits.val_loss_rise.value:.0%} (the reference: {limits.val_loss_rise.measured or 0:.0%}). Train "
+            "longer past the minimum, without regularisation."
+        )
+    if not limits.train_loss_ratio.holds(figures["train_loss_ratio"]):
+        raise CheckFailed(
+            f"The loss on training images (measured by the grader) did not keep falling after epoch {best} "
+            f"(over the last {END_EPOCHS} epochs it sits at {figures['train_loss_ratio']:.0%} of its value there, "
+            f"median; expected at most {limits.train_loss_ratio.value:.0%}): the validation loss rose for another "
+            "reason. Lower the learning rate (Adam's default 1e-3) so training converges."
+        )
 
 
 def test_accuracy(ctx: Context) -> str:
