@@ -434,7 +434,7 @@ def test_training_questions_are_graded_in_the_batch_sandbox(tmp_path):
     import json
 
     subs, out = tmp_path / "submissions", tmp_path / "out"
-    honest = (solutions_dir() / "q2_overfit.py").read_text().replace("MAX_EPOCHS = 40", "MAX_EPOCHS = 2")
+    honest = (solutions_dir() / "q2_overfit.py").read_text().replace("MAX_EPOCHS = 30", "MAX_EPOCHS = 2")
     fabricated = honest.replace(
         "return history.history", "return {key: values * 3 for key, values in history.history.items()}"
     )

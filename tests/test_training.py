@@ -433,7 +433,11 @@ def test_reference_augmentation_and_training_path_pass_their_checks(tmp_path):
         "q3", tmp_path, build_augmentation=reference_augmentation, train_with_augmentation=train_augmented
     )
     problems = failed(result)
-    assert set(problems) <= {"smaller generalization gap", "test accuracy"}  # 2 epochs on 1,000 images
+    # 2 epochs on 1,000 images: the figures are noise there (the real quick tier's margins are tested above), but
+    # the history must verify: the augmentation check may fail only on its retained-accuracy figure.
+    retained = problems.pop("trains with augmentation on training data only", None)
+    assert retained is None or retained.startswith("Your model was not trained on augmented images: on the grader's")
+    assert set(problems) <= {"smaller generalization gap", "test accuracy"}
     assert {Path(p).name for p in result.meta["plots"]} == {"q3_augmentation_grid.png", "q3_learning_curves.png"}
 
 
