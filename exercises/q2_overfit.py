@@ -22,8 +22,8 @@ What is graded (`grader check q2`):
 - the returned dict is the history that model.fit recorded, and its last epoch matches
   the grader's own evaluation of the model (do not edit it);
 - the validation loss is lowest at least 3 epochs before the end, and over the last 3
-  epochs it sits at least 5% above that minimum while the training loss keeps falling
-  (medians of those epochs: one noisy epoch does not decide); the training-validation
+  epochs it sits at least 5% above that minimum while the training loss did not rise with
+  it (medians of 3 epochs: one noisy epoch does not decide); the training-validation
   accuracy gap is at least 0.03;
 - the trained model reaches 0.82 accuracy on the 10,000 test images (never shown to you).
 The grader writes the learning curves to plots/q2_learning_curves.png.

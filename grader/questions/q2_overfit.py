@@ -11,7 +11,7 @@ class ids, under the tier's time limit (the grader's clock), then
   (a made-up or edited history fails);
 - reads the overfitting off its own per-epoch figures: the validation loss bottoms out well
   before the last epoch and ends clearly above its minimum while the loss on training
-  images keeps falling, and the train-validation accuracy gap is large;
+  images does not rise with it, and the train-validation accuracy gap is large;
 - measures test accuracy on the official test images under the run's class ids.
 
 Every threshold lives in `THRESHOLDS`, with the reference solution's measured figure
@@ -44,9 +44,10 @@ from .q1_lenet import QUESTION as LENET
 
 FUNCTION = "train_until_overfit"
 SEED = 0
-# Where a run ends is read as the median of its last END_EPOCHS epochs (after the best one): one
-# epoch's dip or spike (Adam's validation loss wanders by a few percent from epoch to epoch,
-# SGD with momentum jumps) neither makes nor breaks the verdict.
+# Where a run ends is read as the median of its last END_EPOCHS epochs (after the best one), and
+# the training loss where the validation loss bottomed out as the median of the END_EPOCHS epochs
+# up to the best one: one epoch's dip or spike (Adam's losses wander by a few percent from epoch
+# to epoch, SGD with momentum jumps) neither makes nor breaks the verdict.
 END_EPOCHS = 3
 
 
@@ -56,39 +57,41 @@ class OverfitThresholds:
 
     epochs_after_best: Bound  # epochs run after the lowest validation loss
     val_loss_rise: Bound  # last val_loss / lowest val_loss - 1
-    train_loss_ratio: Bound  # last / best-epoch loss on training images, grader-measured (< 1: still falling)
+    train_loss_ratio: Bound  # loss on training images at the end / where val_loss was lowest (<= 1: did not rise)
     accuracy_gap: Bound  # train accuracy - validation accuracy, both measured by the grader
     test_accuracy: Bound  # on the official 10,000 test images
 
 
 # `measured`: the reference (Adam 1e-3, batch 64, EarlyStopping on val_loss with patience 15,
-# at most 30 epochs) graded as `grader check q2 --solutions` grades it, TensorFlow 2.21 / Keras
-# 3.15 on a 2-core CPU, quick tier: the median of 6 runs. Every run starts from secret random
+# at most 40 epochs) graded as `grader check q2 --solutions` grades it, TensorFlow 2.21 / Keras
+# 3.15 on a 2-core CPU, quick tier: the median of 10 runs. Every run starts from secret random
 # weights with permuted class ids, so the figures vary from run to run: lowest validation loss
-# in epoch 11-15, 26-30 epochs, rise 0.16-0.36, training-loss ratio 0.64-0.81, gap 0.062-0.079,
-# test 0.846-0.865. With patience 10 the rise was 0.05-0.22 (and 0.018 once, on CI): ten epochs
-# past the minimum are not always clear overfitting. Every figure is the grader's own; the two
-# losses at the end are medians of the last END_EPOCHS epochs. `train_loss_ratio` is the loss on
-# 2,000 training images in inference mode, which falls less after the best epoch than fit's
-# running training loss. Honest runs of a fixed 30 epochs with SGD (0.01, momentum 0.9) and
-# RMSprop (1e-3) measured rise 0.21-0.61, ratio 0.53-0.75, gap 0.060-0.092, test 0.842-0.866
-# (3 + 2 runs); SGD at 0.02 with momentum jumps so much that its training loss often stops
-# falling after the minimum (3 of 5 runs), which the rule then rightly calls unclear. Plain SGD
-# at a fixed learning rate ends near 0.84-0.86 test accuracy: 0.82 leaves it room.
+# in epoch 11-15 (once 19, on CI), 26-30 epochs, rise 0.16-0.35, training-loss ratio 0.56-0.77,
+# gap 0.062-0.079, test 0.846-0.865. With patience 10 the rise was 0.05-0.22 (and 0.018 once, on
+# CI): ten epochs past the minimum are not always clear overfitting. Every figure is the
+# grader's own; the losses at either end are medians of END_EPOCHS epochs. `train_loss_ratio`
+# is the loss on 2,000 training images in inference mode: after the minimum it falls only 2-3%
+# per epoch, about as much as it wanders, so the rule asks only that it did not rise (a rule
+# asking 5% more fall failed the reference once on CI, with a late minimum on a plateau of the
+# training loss, and honest SGD runs cut short). Honest runs of a fixed 30 epochs with SGD
+# (0.01, momentum 0.9) and RMSprop (1e-3) measured rise 0.21-0.61, ratio 0.50-0.71, gap
+# 0.060-0.092, test 0.842-0.866 (3 + 2 runs); SGD at 0.02 with momentum jumps, and ends with its
+# training loss at 0.90-0.99 of its level at the minimum (4 runs). Plain SGD at a fixed
+# learning rate ends near 0.84-0.86 test accuracy: 0.82 leaves it room.
 THRESHOLDS: dict[str, OverfitThresholds] = {
     "quick": OverfitThresholds(
         epochs_after_best=Bound(3, measured=15),
-        val_loss_rise=Bound(0.05, measured=0.271),
-        train_loss_ratio=Bound(0.95, measured=0.662, at_least=False),
+        val_loss_rise=Bound(0.05, measured=0.267),
+        train_loss_ratio=Bound(1.0, measured=0.643, at_least=False),
         accuracy_gap=Bound(0.03, measured=0.072),
-        test_accuracy=Bound(0.82, measured=0.851),
+        test_accuracy=Bound(0.82, measured=0.853),
     ),
     # The full tier's thresholds are set from the issue (the reference must reach 0.89 on a
     # GPU); `bench/bench_training.py --tier full` measures the reference there.
     "full": OverfitThresholds(
         epochs_after_best=Bound(3, measured=None),
         val_loss_rise=Bound(0.05, measured=None),
-        train_loss_ratio=Bound(0.95, measured=None, at_least=False),
+        train_loss_ratio=Bound(1.0, measured=None, at_least=False),
         accuracy_gap=Bound(0.02, measured=None),
         test_accuracy=Bound(0.89, measured=0.896),  # bench/bench_training.py --tier full, 2-core CPU, 19 epochs
     ),
@@ -135,15 +138,18 @@ def history_is_real(ctx: Context) -> str:
 
 
 def overfitting_figures(history: dict[str, list[float]]) -> dict[str, float]:
-    """Epochs after the best one, the validation loss's rise, and the training loss's fall after it.
+    """Epochs after the best one, the validation loss's rise, and where the training loss went meanwhile.
 
     `history` is the grader's own measurement of every epoch (`run.curve.as_history()`). Both
-    losses at the end are the median of the last `END_EPOCHS` epochs after the best one.
+    losses at the end are the median of the last `END_EPOCHS` epochs after the best one; the
+    training loss at the best epoch is the median of the `END_EPOCHS` epochs up to it (on a
+    plateau of the training loss, the best epoch may fall on a dip or a spike).
     """
     best = best_epoch(history)
     epochs = len(history["loss"])
     tail = max(1, min(END_EPOCHS, epochs - best))
-    lowest, train_at_best = history["val_loss"][best - 1], history["loss"][best - 1]
+    lowest = history["val_loss"][best - 1]
+    train_at_best = float(np.median(history["loss"][max(0, best - END_EPOCHS) : best]))
     val_end = float(np.median(history["val_loss"][-tail:]))
     train_end = float(np.median(history["loss"][-tail:]))
     return {
@@ -174,8 +180,8 @@ def overfitting_is_evident(ctx: Context) -> str:
         )
     return (
         f"validation loss lowest in epoch {figures['best_epoch']} of {figures['epochs']}, then up "
-        f"{figures['val_loss_rise']:.0%} while the training loss fell to {figures['train_loss_ratio']:.0%} (medians of "
-        f"the last {END_EPOCHS} epochs); accuracy gap {gap:.3f} (all measured by the grader)"
+        f"{figures['val_loss_rise']:.0%} while the training loss went to {figures['train_loss_ratio']:.0%} of its level "
+        f"there (medians of {END_EPOCHS} epochs); accuracy gap {gap:.3f} (all measured by the grader)"
     )
 
 
@@ -199,10 +205,11 @@ def require_overfitting(figures: dict[str, float], limits: OverfitThresholds) ->
         )
     if not limits.train_loss_ratio.holds(figures["train_loss_ratio"]):
         raise CheckFailed(
-            f"The loss on training images (measured by the grader) did not keep falling after epoch {best} "
-            f"(over the last {END_EPOCHS} epochs it sits at {figures['train_loss_ratio']:.0%} of its value there, "
-            f"median; expected at most {limits.train_loss_ratio.value:.0%}): the validation loss rose for another "
-            "reason. Lower the learning rate (Adam's default 1e-3) so training converges."
+            f"The loss on training images (measured by the grader) rose together with the validation loss after "
+            f"epoch {best}: over the last {END_EPOCHS} epochs it sits at {figures['train_loss_ratio']:.0%} of its "
+            f"level around that epoch (medians of {END_EPOCHS} epochs; expected at most "
+            f"{limits.train_loss_ratio.value:.0%}). When both losses rise, training became unstable: that is not "
+            "overfitting. Lower the learning rate (Adam's default 1e-3) so training converges."
         )
 
 
