@@ -77,7 +77,7 @@ def test_a_late_minimum_on_a_plateau_of_the_training_loss_still_overfits():
 
 
 def test_the_best_epoch_on_a_dip_of_the_training_loss_does_not_decide():
-    dipped = [*ADAM_TRAIN[: BEST - 1], 0.190, *ADAM_TRAIN[BEST:]]  # one lucky epoch's training loss, then 0.21-0.22
+    dipped = [*ADAM_TRAIN[: BEST - 1], 0.190, *ADAM_TRAIN[BEST:]]  # one lucky epoch; the run ends at 0.21-0.22
     assert q2_overfit.overfitting_figures({"val_loss": ADAM_VAL, "loss": dipped})["train_loss_ratio"] < 1
     assert verdict(ADAM_VAL, dipped) == "passes"
 
